@@ -11,3 +11,24 @@
 //! - torn state: every write goes to a temporary name under the store and is renamed into place, and the
 //!   database records an image only after all its content is in place, so an interrupted operation leaves
 //!   only garbage that the next operation removes.
+
+pub mod archive;
+pub mod builtin;
+pub mod changes;
+pub mod compression;
+pub mod digest;
+pub mod error;
+pub mod images;
+pub mod import;
+pub mod layer;
+pub mod load;
+pub mod media;
+pub mod platform;
+pub mod reference;
+pub mod save;
+pub mod store;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use reference::Reference;
+pub use store::Store;

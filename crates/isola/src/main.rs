@@ -1,1 +1,63 @@
-fn main() {}
+//! `isola`: the command-line interface. Thin: it parses arguments, sets up logging, opens the store and
+//! calls the library; errors are printed once, as one line with their whole cause chain.
+
+mod commands;
+mod progress;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit status when isola itself fails, as Docker uses it.
+const EXIT_ISOLA_FAILED: u8 = 125;
+
+/// isola — run OCI containers with process or VM isolation.
+#[derive(Debug, Parser)]
+#[command(name = "isola", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Directory for persistent state: images, layers, containers.
+    #[arg(long, global = true, env = "ISOLA_ROOT", default_value = "/var/lib/isola", value_name = "DIR")]
+    root: PathBuf,
+    /// Directory for runtime state (sockets, per-boot state).
+    #[arg(long, global = true, env = "ISOLA_RUN_ROOT", default_value = "/run/isola", value_name = "DIR")]
+    run_root: PathBuf,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, env = "ISOLA_LOG_LEVEL", default_value = "warn", value_name = "LEVEL")]
+    log_level: tracing::Level,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+/// What every command handler gets besides its own arguments.
+#[derive(Debug)]
+pub struct Context {
+    /// `--root`.
+    pub root: PathBuf,
+    /// `--run-root`.
+    pub run_root: PathBuf,
+}
+
+fn main() -> ExitCode {
+    // SAFETY: called first thing, before any thread exists; restores the default action so that a
+    // closed pipe (`isola images | head`) ends isola quietly instead of failing a print.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(cli.log_level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let ctx = Context { root: cli.root, run_root: cli.run_root };
+    match commands::run(cli.command, &ctx) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {}", util::error_chain(&err));
+            ExitCode::from(EXIT_ISOLA_FAILED)
+        }
+    }
+}
