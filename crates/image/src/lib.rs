@@ -12,6 +12,8 @@
 //!   database records an image only after all its content is in place, so an interrupted operation leaves
 //!   only garbage that the next operation removes.
 
+#![deny(missing_docs)]
+
 pub mod archive;
 pub mod builtin;
 pub mod changes;

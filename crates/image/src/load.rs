@@ -73,7 +73,8 @@ impl<R: Read> Read for ProgressReader<'_, R> {
 pub fn load(store: &Store, path: &Path, opts: &LoadOptions, progress: &dyn Progress) -> Result<Vec<Loaded>> {
     let scratch = store.tmp_path("archive");
     let result = (|| {
-        let src = archive::open(path, &scratch)?;
+        // A compressed archive holds layers and JSON: bound it by a generous multiple of the layer limit.
+        let src = archive::open(path, &scratch, opts.apply.max_size.saturating_mul(16))?;
         let sel = Selection {
             platform: opts.platform.clone().unwrap_or_else(Platform::host),
             explicit: opts.platform.is_some(),

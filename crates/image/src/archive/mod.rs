@@ -151,9 +151,9 @@ fn check_platform(image: &ImageSource, sel: &Selection) -> Result<()> {
     Ok(())
 }
 
-/// Opens `path` as an archive: a directory, or a tar file (compressed ones are decompressed to
-/// `scratch` first, which the caller removes afterwards).
-pub fn open(path: &Path, scratch: &Path) -> Result<Source> {
+/// Opens `path` as an archive: a directory, or a tar file. A compressed tar file is decompressed to
+/// `scratch` first (the caller removes it afterwards), and refused once it passes `max_size` bytes.
+pub fn open(path: &Path, scratch: &Path, max_size: u64) -> Result<Source> {
     use crate::compression::Compression;
     use crate::error::IoContext;
     use std::io::Read;
@@ -169,12 +169,20 @@ pub fn open(path: &Path, scratch: &Path) -> Result<Source> {
         Compression::None => Source::tar(path, path),
         c => {
             let file = std::fs::File::open(path).ctx("open", path)?;
-            let mut dec = c.decoder(std::io::BufReader::new(file)).ctx("read", path)?;
+            let dec = c.decoder(std::io::BufReader::new(file)).ctx("read", path)?;
             let mut out = std::fs::File::create(scratch).ctx("create", scratch)?;
-            std::io::copy(&mut dec, &mut out).map_err(|e| Error::Archive {
-                archive: path.to_path_buf(),
-                reason: format!("truncated or corrupt {} stream: {e}", c.as_str()),
+            let n = std::io::copy(&mut dec.take(max_size.saturating_add(1)), &mut out).map_err(|e| {
+                Error::Archive {
+                    archive: path.to_path_buf(),
+                    reason: format!("truncated or corrupt {} stream: {e}", c.as_str()),
+                }
             })?;
+            if n > max_size {
+                return Err(Error::Archive {
+                    archive: path.to_path_buf(),
+                    reason: format!("decompressed archive passes the limit of {max_size} bytes"),
+                });
+            }
             Source::tar(scratch, path)
         }
     }
