@@ -89,7 +89,10 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<(Vec<u8>, i64)> {
     let binary = std::fs::read(busybox).ctx("read", busybox)?;
     let meta = std::fs::metadata(busybox).ctx("stat", busybox)?;
     let mtime = std::os::unix::fs::MetadataExt::mtime(&meta);
-    let out = Command::new(busybox).arg("--list-full").output().ctx("run", busybox)?;
+    let out = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .ctx("run", busybox)?;
     if !out.status.success() {
         return Err(Error::Io {
             op: "list applets of",
@@ -109,18 +112,27 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<(Vec<u8>, i64)> {
         h.set_mtime(mtime.max(0) as u64);
         h
     };
-    let io_err = |e: io::Error| Error::Io { op: "build image from", path: busybox.to_path_buf(), source: e };
+    let io_err = |e: io::Error| Error::Io {
+        op: "build image from",
+        path: busybox.to_path_buf(),
+        source: e,
+    };
     for (dir, mode) in DIRS {
         let mut h = header(tar::EntryType::Directory, *mode, 0);
-        tar.append_data(&mut h, format!("{dir}/"), io::empty()).map_err(io_err)?;
+        tar.append_data(&mut h, format!("{dir}/"), io::empty())
+            .map_err(io_err)?;
     }
     let mut h = header(tar::EntryType::Regular, 0o755, binary.len() as u64);
-    tar.append_data(&mut h, "bin/busybox", Cursor::new(&binary)).map_err(io_err)?;
-    for (name, text, mode) in
-        [("etc/passwd", PASSWD, 0o644), ("etc/group", GROUP, 0o644), ("etc/shadow", SHADOW, 0o640)]
-    {
+    tar.append_data(&mut h, "bin/busybox", Cursor::new(&binary))
+        .map_err(io_err)?;
+    for (name, text, mode) in [
+        ("etc/passwd", PASSWD, 0o644),
+        ("etc/group", GROUP, 0o644),
+        ("etc/shadow", SHADOW, 0o640),
+    ] {
         let mut h = header(tar::EntryType::Regular, mode, text.len() as u64);
-        tar.append_data(&mut h, name, text.as_bytes()).map_err(io_err)?;
+        tar.append_data(&mut h, name, text.as_bytes())
+            .map_err(io_err)?;
     }
     let mut seen = std::collections::BTreeSet::new();
     for applet in applets.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -128,11 +140,16 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<(Vec<u8>, i64)> {
             || applet.starts_with("sbin/")
             || applet.starts_with("usr/bin/")
             || applet.starts_with("usr/sbin/");
-        if !ok || applet == "bin/busybox" || applet.contains("..") || !seen.insert(applet.to_owned()) {
+        if !ok
+            || applet == "bin/busybox"
+            || applet.contains("..")
+            || !seen.insert(applet.to_owned())
+        {
             continue;
         }
         let mut h = header(tar::EntryType::Link, 0o755, 0);
-        tar.append_link(&mut h, applet, "bin/busybox").map_err(io_err)?;
+        tar.append_link(&mut h, applet, "bin/busybox")
+            .map_err(io_err)?;
     }
     let data = tar.into_inner().map_err(io_err)?;
     Ok((data, mtime))

@@ -23,7 +23,9 @@ pub struct DigestError(pub String);
 impl Digest {
     /// Parses `sha256:<hex>`; the hex part must be exactly 64 lower-case hex characters.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError(s.to_owned()))?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError(s.to_owned()))?;
         Self::from_hex(hex).map_err(|_| DigestError(s.to_owned()))
     }
 
@@ -31,7 +33,9 @@ impl Digest {
     pub fn from_hex(hex: &str) -> Result<Self, DigestError> {
         let valid = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if valid {
-            Ok(Self { hex: hex.to_owned() })
+            Ok(Self {
+                hex: hex.to_owned(),
+            })
         } else {
             Err(DigestError(hex.to_owned()))
         }
@@ -39,7 +43,9 @@ impl Digest {
 
     /// The sha256 digest of `data`.
     pub fn of(data: &[u8]) -> Self {
-        Self { hex: hex::encode(Sha256::digest(data)) }
+        Self {
+            hex: hex::encode(Sha256::digest(data)),
+        }
     }
 
     /// The 64 hex characters, without the `sha256:` prefix.
@@ -105,7 +111,11 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Sha256::new(), count: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Reads and hashes whatever is left of the stream (e.g. tar padding after the end-of-archive marker).
@@ -120,7 +130,12 @@ impl<R: Read> HashingReader<R> {
 
     /// The digest and length of everything read.
     pub fn finish(self) -> (Digest, u64) {
-        (Digest { hex: hex::encode(self.hasher.finalize()) }, self.count)
+        (
+            Digest {
+                hex: hex::encode(self.hasher.finalize()),
+            },
+            self.count,
+        )
     }
 }
 
@@ -144,7 +159,11 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), count: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Bytes written so far.
@@ -154,7 +173,13 @@ impl<W: Write> HashingWriter<W> {
 
     /// The inner writer, the digest and length of everything written.
     pub fn finish(self) -> (W, Digest, u64) {
-        (self.inner, Digest { hex: hex::encode(self.hasher.finalize()) }, self.count)
+        (
+            self.inner,
+            Digest {
+                hex: hex::encode(self.hasher.finalize()),
+            },
+            self.count,
+        )
     }
 }
 

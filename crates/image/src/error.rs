@@ -168,6 +168,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io { op, path: path.into(), source })
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.into(),
+            source,
+        })
     }
 }

@@ -57,12 +57,19 @@ impl Store {
 
     /// The stored record of image `id`.
     pub fn image(&self, id: &Digest) -> Result<ImageRecord> {
-        self.db().image(id)?.ok_or_else(|| Error::NoSuchImage(id.to_string()))
+        self.db()
+            .image(id)?
+            .ok_or_else(|| Error::NoSuchImage(id.to_string()))
     }
 
     /// The tags of image `id`.
     pub fn tags(&self, id: &Digest) -> Result<Vec<Reference>> {
-        Ok(self.db().tags_of(id)?.iter().filter_map(|t| Reference::parse(t).ok()).collect())
+        Ok(self
+            .db()
+            .tags_of(id)?
+            .iter()
+            .filter_map(|t| Reference::parse(t).ok())
+            .collect())
     }
 
     /// Every image with its tags, newest first.
@@ -80,8 +87,11 @@ impl Store {
     /// The image config (image-spec "config.md") as stored, parsed as JSON.
     pub fn config_json(&self, id: &Digest) -> Result<Value> {
         let data = self.read_blob(id, crate::archive::MAX_JSON)?;
-        serde_json::from_slice(&data)
-            .map_err(|source| Error::Json { what: "image config", name: id.to_string(), source })
+        serde_json::from_slice(&data).map_err(|source| Error::Json {
+            what: "image config",
+            name: id.to_string(),
+            source,
+        })
     }
 
     /// Docker-shaped `image inspect` JSON: Id, RepoTags, RepoDigests, Created, Architecture, Os,
@@ -92,7 +102,13 @@ impl Store {
         let tags = self.tags(id)?;
         let repo_tags: Vec<String> = tags
             .iter()
-            .map(|t| format!("{}:{}", t.familiar_repository(), t.tag().unwrap_or("latest")))
+            .map(|t| {
+                format!(
+                    "{}:{}",
+                    t.familiar_repository(),
+                    t.tag().unwrap_or("latest")
+                )
+            })
             .collect();
         let mut repo_digests: Vec<String> = tags
             .iter()
@@ -133,10 +149,12 @@ impl Store {
         let id = self.resolve(source)?;
         let target = Reference::parse(target)?;
         if target.digest().is_some() {
-            return Err(Error::Reference(crate::reference::ReferenceError::Invalid {
-                input: target.to_string(),
-                reason: "a tag target cannot contain a digest".into(),
-            }));
+            return Err(Error::Reference(
+                crate::reference::ReferenceError::Invalid {
+                    input: target.to_string(),
+                    reason: "a tag target cannot contain a digest".into(),
+                },
+            ));
         }
         self.db().set_tag(&target.to_string(), &id)?;
         Ok(target)
@@ -188,7 +206,13 @@ impl Store {
         for t in untag {
             self.db().remove_tag(&t)?;
             let shown = Reference::parse(&t)
-                .map(|r| format!("{}:{}", r.familiar_repository(), r.tag().unwrap_or("latest")))
+                .map(|r| {
+                    format!(
+                        "{}:{}",
+                        r.familiar_repository(),
+                        r.tag().unwrap_or("latest")
+                    )
+                })
                 .unwrap_or(t);
             done.push(Removed::Untagged(shown));
         }

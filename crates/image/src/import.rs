@@ -41,8 +41,16 @@ pub fn import(
     let mut config = oci_spec::image::Config::default();
     apply_changes(&mut config, &opts.changes)?;
     progress.start(&opts.source, None);
-    let expect = LayerExpect { media_type: None, blob: None, diff_id: None, name: &opts.source };
-    let reader = crate::load::ProgressReader { inner: input, progress };
+    let expect = LayerExpect {
+        media_type: None,
+        blob: None,
+        diff_id: None,
+        name: &opts.source,
+    };
+    let reader = crate::load::ProgressReader {
+        inner: input,
+        progress,
+    };
     let layer = store.unpack_layer(reader, &expect, Digest::clone, &opts.apply)?;
     progress.finish(&opts.source, false);
     let created = opts
@@ -59,7 +67,11 @@ pub fn import(
         "history": [{ "created": created, "created_by": "isola import", "comment": format!("Imported from {}", opts.source) }],
     });
     let data = serde_json::to_vec(&config_json).expect("config serializes");
-    let config_doc = Document { digest: Digest::of(&data), media_type: crate::media::OCI_CONFIG.into(), data };
+    let config_doc = Document {
+        digest: Digest::of(&data),
+        media_type: crate::media::OCI_CONFIG.into(),
+        data,
+    };
     let record = LayerRecord {
         chain_id: layer.diff_id.clone(),
         diff_id: layer.diff_id,
@@ -82,5 +94,8 @@ pub fn import(
     let names: Vec<Reference> = opts.name.iter().cloned().collect();
     let tags: Vec<String> = names.iter().map(ToString::to_string).collect();
     store.db().insert_image(&image, &tags)?;
-    Ok(Loaded { id: image.id, names })
+    Ok(Loaded {
+        id: image.id,
+        names,
+    })
 }

@@ -70,7 +70,12 @@ impl<R: Read> Read for ProgressReader<'_, R> {
 /// Loads every image of the archive at `path` (docker-archive, OCI layout directory or tar, possibly
 /// gzip- or zstd-compressed). On error nothing of the failing image is recorded, and no temporary file
 /// is left.
-pub fn load(store: &Store, path: &Path, opts: &LoadOptions, progress: &dyn Progress) -> Result<Vec<Loaded>> {
+pub fn load(
+    store: &Store,
+    path: &Path,
+    opts: &LoadOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<Loaded>> {
     let scratch = store.tmp_path("archive");
     let result = (|| {
         // A compressed archive holds layers and JSON: bound it by a generous multiple of the layer limit.
@@ -82,13 +87,19 @@ pub fn load(store: &Store, path: &Path, opts: &LoadOptions, progress: &dyn Progr
         let images = archive::read_images(&src, &sel)?;
         let mut loaded = Vec::with_capacity(images.len());
         for image in images {
-            loaded.push(commit_image(store, &image, &|layer| {
-                let (r, _) = src.open(&layer.path)?.ok_or_else(|| Error::Archive {
-                    archive: path.to_path_buf(),
-                    reason: format!("layer {:?} is referenced but missing", layer.path),
-                })?;
-                Ok(r)
-            }, &opts.apply, progress)?);
+            loaded.push(commit_image(
+                store,
+                &image,
+                &|layer| {
+                    let (r, _) = src.open(&layer.path)?.ok_or_else(|| Error::Archive {
+                        archive: path.to_path_buf(),
+                        reason: format!("layer {:?} is referenced but missing", layer.path),
+                    })?;
+                    Ok(r)
+                },
+                &opts.apply,
+                progress,
+            )?);
         }
         Ok(loaded)
     })();
@@ -157,7 +168,15 @@ pub(crate) fn commit_image(
             name: &name,
         };
         let chain = chains[i].clone();
-        let unpacked = store.unpack_layer(ProgressReader { inner: reader, progress }, &expect, |_| chain, apply)?;
+        let unpacked = store.unpack_layer(
+            ProgressReader {
+                inner: reader,
+                progress,
+            },
+            &expect,
+            |_| chain,
+            apply,
+        )?;
         progress.finish(&name, false);
         layers.push(LayerRecord {
             chain_id: chains[i].clone(),
@@ -184,7 +203,10 @@ pub(crate) fn commit_image(
     };
     let tags: Vec<String> = image.names.iter().map(ToString::to_string).collect();
     store.db().insert_image(&record, &tags)?;
-    Ok(Loaded { id: config_id, names: image.names.clone() })
+    Ok(Loaded {
+        id: config_id,
+        names: image.names.clone(),
+    })
 }
 
 /// An OCI image manifest (image-spec "manifest.md") for an image that came without one.
@@ -196,14 +218,18 @@ pub(crate) fn make_manifest(config: &Document, layers: &[LayerRecord]) -> Result
     let descriptor = |mt: &str, digest: &Digest, size: u64| {
         DescriptorBuilder::default()
             .media_type(MediaType::from(mt))
-            .digest(oci_spec::image::Digest::try_from(digest.to_string()).expect("valid sha256 digest"))
+            .digest(
+                oci_spec::image::Digest::try_from(digest.to_string()).expect("valid sha256 digest"),
+            )
             .size(size)
             .build()
     };
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(descriptor(media::OCI_CONFIG, &config.digest, config.data.len() as u64).map_err(bad)?)
+        .config(
+            descriptor(media::OCI_CONFIG, &config.digest, config.data.len() as u64).map_err(bad)?,
+        )
         .layers(
             layers
                 .iter()
@@ -214,5 +240,9 @@ pub(crate) fn make_manifest(config: &Document, layers: &[LayerRecord]) -> Result
         .build()
         .map_err(bad)?;
     let data = serde_json::to_vec(&manifest).expect("manifest serializes");
-    Ok(Document { digest: Digest::of(&data), media_type: media::OCI_MANIFEST.into(), data })
+    Ok(Document {
+        digest: Digest::of(&data),
+        media_type: media::OCI_MANIFEST.into(),
+        data,
+    })
 }

@@ -19,7 +19,8 @@ impl Platform {
     /// Parses `os/arch[/variant]`; errors name the string.
     pub fn parse(s: &str) -> Result<Self> {
         let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ok =
+            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         match parts.as_slice() {
             [os, arch] if ok(os) && ok(arch) => Ok(Self::new(os, arch, None)),
             [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Self::new(os, arch, Some(v))),

@@ -32,7 +32,9 @@ impl Store {
     pub fn save_item(&self, arg: &str) -> Result<SaveItem> {
         let id = self.resolve(arg)?;
         let names = match Reference::parse(arg) {
-            Ok(r) if r.digest().is_none() && self.db().image_for_tag(&r.to_string())?.is_some() => vec![r],
+            Ok(r) if r.digest().is_none() && self.db().image_for_tag(&r.to_string())?.is_some() => {
+                vec![r]
+            }
             _ => Vec::new(),
         };
         Ok(SaveItem { id, names })
@@ -42,14 +44,26 @@ impl Store {
 /// Writes `items` as an OCI layout tar to `out`, via a temporary file beside it that is renamed into
 /// place only when complete. `progress` sees the bytes of each blob.
 pub fn save(store: &Store, items: &[SaveItem], out: &Path, progress: &dyn Progress) -> Result<()> {
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.isola-{}.tmp", std::process::id()));
     let result = (|| {
-        let file = File::options().write(true).create_new(true).open(&tmp).ctx("create", &tmp)?;
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         write_archive(store, items, &mut w, progress).ctx("write", out)?;
-        w.into_inner().map_err(|e| e.into_error()).ctx("write", out)?;
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .ctx("write", out)?;
         fs::rename(&tmp, out).ctx("rename into place", out)
     })();
     if result.is_err() {
@@ -75,7 +89,9 @@ pub fn write_archive(
     add_dir(&mut tar, "blobs/sha256/")?;
     for item in items {
         let rec = store.image(&item.id).map_err(to_io)?;
-        let manifest = store.read_blob(&rec.manifest_digest, MAX_JSON).map_err(to_io)?;
+        let manifest = store
+            .read_blob(&rec.manifest_digest, MAX_JSON)
+            .map_err(to_io)?;
         let mut blobs = vec![rec.manifest_digest.clone(), rec.id.clone()];
         blobs.extend(rec.layers.iter().map(|l| l.blob_digest.clone()));
         for digest in blobs {
@@ -91,8 +107,15 @@ pub fn write_archive(
             header.set_size(size);
             header.set_mode(0o644);
             header.set_entry_type(tar::EntryType::Regular);
-            let reader = ProgressRead { inner: file, progress };
-            tar.append_data(&mut header, format!("blobs/sha256/{}", digest.hex()), reader)?;
+            let reader = ProgressRead {
+                inner: file,
+                progress,
+            };
+            tar.append_data(
+                &mut header,
+                format!("blobs/sha256/{}", digest.hex()),
+                reader,
+            )?;
             progress.finish(&name, false);
         }
         let descriptor = |names: serde_json::Value| {

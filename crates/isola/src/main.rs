@@ -18,13 +18,31 @@ const EXIT_ISOLA_FAILED: u8 = 125;
 #[command(name = "isola", version, about, propagate_version = true)]
 pub struct Cli {
     /// Directory for persistent state: images, layers, containers.
-    #[arg(long, global = true, env = "ISOLA_ROOT", default_value = "/var/lib/isola", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ISOLA_ROOT",
+        default_value = "/var/lib/isola",
+        value_name = "DIR"
+    )]
     root: PathBuf,
     /// Directory for runtime state (sockets, per-boot state).
-    #[arg(long, global = true, env = "ISOLA_RUN_ROOT", default_value = "/run/isola", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "ISOLA_RUN_ROOT",
+        default_value = "/run/isola",
+        value_name = "DIR"
+    )]
     run_root: PathBuf,
     /// Log level: error, warn, info, debug or trace.
-    #[arg(long, global = true, env = "ISOLA_LOG_LEVEL", default_value = "warn", value_name = "LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        env = "ISOLA_LOG_LEVEL",
+        default_value = "warn",
+        value_name = "LEVEL"
+    )]
     log_level: tracing::Level,
     #[command(subcommand)]
     command: commands::Command,
@@ -52,7 +70,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let ctx = Context { root: cli.root, run_root: cli.run_root };
+    let ctx = Context {
+        root: cli.root,
+        run_root: cli.run_root,
+    };
     match commands::run(cli.command, &ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

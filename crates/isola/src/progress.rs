@@ -19,8 +19,10 @@ impl Reporter {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("valid template"),
             );
             bar
         });

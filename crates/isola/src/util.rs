@@ -33,7 +33,13 @@ pub fn human_size(bytes: u64) -> String {
     if i == 0 {
         let _ = write!(s, "{bytes}B");
     } else {
-        let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+        let digits = if v >= 100.0 {
+            0
+        } else if v >= 10.0 {
+            1
+        } else {
+            2
+        };
         let _ = write!(s, "{v:.digits$}{}", UNITS[i]);
     }
     s
@@ -66,7 +72,9 @@ pub fn time_ago(rfc3339: Option<&str>) -> String {
 /// `--memory` does).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -103,6 +111,6 @@ mod tests {
     fn ages() {
         assert_eq!(time_ago(None), "N/A");
         assert_eq!(time_ago(Some("not a time")), "N/A");
-        assert_eq!(time_ago(Some("2001-01-01T00:00:00Z")).ends_with("years ago"), true);
+        assert!(time_ago(Some("2001-01-01T00:00:00Z")).ends_with("years ago"));
     }
 }

@@ -21,10 +21,16 @@ struct Entry {
 }
 
 fn entries(src: &Source) -> Result<Option<Vec<Entry>>> {
-    let Some(data) = src.read_small("manifest.json", MAX_JSON)? else { return Ok(None) };
+    let Some(data) = src.read_small("manifest.json", MAX_JSON)? else {
+        return Ok(None);
+    };
     serde_json::from_slice(&data)
         .map(Some)
-        .map_err(|source| Error::Json { what: "manifest.json", name: "manifest.json".into(), source })
+        .map_err(|source| Error::Json {
+            what: "manifest.json",
+            name: "manifest.json".into(),
+            source,
+        })
 }
 
 /// The digest a config file's name promises: `<hex>.json` or `blobs/sha256/<hex>`.
@@ -49,14 +55,20 @@ pub(super) fn read(src: &Source) -> Result<Vec<ImageSource>> {
     let entries = entries(src)?.unwrap_or_default();
     let mut images = Vec::with_capacity(entries.len());
     for e in entries {
-        let data = src.read_small(&e.config, MAX_JSON)?.ok_or_else(|| Error::Archive {
-            archive: src.path().to_path_buf(),
-            reason: format!("config {:?} is referenced but missing", e.config),
-        })?;
+        let data = src
+            .read_small(&e.config, MAX_JSON)?
+            .ok_or_else(|| Error::Archive {
+                archive: src.path().to_path_buf(),
+                reason: format!("config {:?} is referenced but missing", e.config),
+            })?;
         let digest = Digest::of(&data);
         if let Some(expected) = named_digest(&e.config) {
             if expected != digest {
-                return Err(Error::DigestMismatch { what: "config", expected, actual: digest });
+                return Err(Error::DigestMismatch {
+                    what: "config",
+                    expected,
+                    actual: digest,
+                });
             }
         }
         let layers = e
@@ -73,7 +85,11 @@ pub(super) fn read(src: &Source) -> Result<Vec<ImageSource>> {
             .collect();
         images.push(ImageSource {
             manifest: None,
-            config: Document { digest, media_type: media::OCI_CONFIG.into(), data },
+            config: Document {
+                digest,
+                media_type: media::OCI_CONFIG.into(),
+                data,
+            },
             layers,
             names: names(e.repo_tags.as_ref()),
         });
@@ -83,9 +99,13 @@ pub(super) fn read(src: &Source) -> Result<Vec<ImageSource>> {
 
 /// Adds the `RepoTags` of a `manifest.json` beside an OCI `index.json` to the images it describes.
 pub(super) fn add_repo_tags(src: &Source, images: &mut [ImageSource]) -> Result<()> {
-    let Ok(Some(entries)) = entries(src) else { return Ok(()) };
+    let Ok(Some(entries)) = entries(src) else {
+        return Ok(());
+    };
     for e in entries {
-        let Some(config) = named_digest(&e.config) else { continue };
+        let Some(config) = named_digest(&e.config) else {
+            continue;
+        };
         for image in images.iter_mut().filter(|i| i.config.digest == config) {
             for name in names(e.repo_tags.as_ref()) {
                 if !image.names.contains(&name) {

@@ -78,8 +78,9 @@ pub fn read_images(src: &Source, sel: &Selection) -> Result<Vec<ImageSource>> {
     } else {
         return Err(Error::Archive {
             archive: src.path().to_path_buf(),
-            reason: "neither index.json (OCI image layout) nor manifest.json (docker-archive) found"
-                .into(),
+            reason:
+                "neither index.json (OCI image layout) nor manifest.json (docker-archive) found"
+                    .into(),
         });
     };
     if images.is_empty() {
@@ -90,7 +91,10 @@ pub fn read_images(src: &Source, sel: &Selection) -> Result<Vec<ImageSource>> {
         for layer in &image.layers {
             if src.open(&layer.path)?.is_none() {
                 return Err(match &layer.blob {
-                    Some((digest, _)) => Error::MissingBlob { what: "layer", digest: digest.clone() },
+                    Some((digest, _)) => Error::MissingBlob {
+                        what: "layer",
+                        digest: digest.clone(),
+                    },
                     None => Error::Archive {
                         archive: src.path().to_path_buf(),
                         reason: format!("layer {:?} is referenced but missing", layer.path),
@@ -112,10 +116,17 @@ pub(crate) fn read_blob(
     let path = format!("blobs/sha256/{}", digest.hex());
     let data = src
         .read_small(&path, MAX_JSON)?
-        .ok_or_else(|| Error::MissingBlob { what, digest: digest.clone() })?;
+        .ok_or_else(|| Error::MissingBlob {
+            what,
+            digest: digest.clone(),
+        })?;
     let actual = Digest::of(&data);
     if actual != *digest {
-        return Err(Error::DigestMismatch { what, expected: digest.clone(), actual });
+        return Err(Error::DigestMismatch {
+            what,
+            expected: digest.clone(),
+            actual,
+        });
     }
     if let Some(size) = size.filter(|&s| s != data.len() as u64) {
         return Err(Error::SizeMismatch {
@@ -140,7 +151,10 @@ fn check_platform(image: &ImageSource, sel: &Selection) -> Result<()> {
         name: image.config.digest.to_string(),
         source,
     })?;
-    let (os, arch) = (head.os.unwrap_or_default(), head.architecture.unwrap_or_default());
+    let (os, arch) = (
+        head.os.unwrap_or_default(),
+        head.architecture.unwrap_or_default(),
+    );
     if sel.explicit && !sel.platform.matches(&os, &arch, head.variant.as_deref()) {
         return Err(Error::NoPlatform {
             platform: sel.platform.to_string(),
@@ -171,12 +185,12 @@ pub fn open(path: &Path, scratch: &Path, max_size: u64) -> Result<Source> {
             let file = std::fs::File::open(path).ctx("open", path)?;
             let dec = c.decoder(std::io::BufReader::new(file)).ctx("read", path)?;
             let mut out = std::fs::File::create(scratch).ctx("create", scratch)?;
-            let n = std::io::copy(&mut dec.take(max_size.saturating_add(1)), &mut out).map_err(|e| {
-                Error::Archive {
+            let n = std::io::copy(&mut dec.take(max_size.saturating_add(1)), &mut out).map_err(
+                |e| Error::Archive {
                     archive: path.to_path_buf(),
                     reason: format!("truncated or corrupt {} stream: {e}", c.as_str()),
-                }
-            })?;
+                },
+            )?;
             if n > max_size {
                 return Err(Error::Archive {
                     archive: path.to_path_buf(),

@@ -17,19 +17,31 @@ pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 const MAX_DEPTH: usize = 4;
 
 pub(super) fn read(src: &Source, sel: &Selection) -> Result<Vec<ImageSource>> {
-    let archive_err = |reason: String| Error::Archive { archive: src.path().to_path_buf(), reason };
+    let archive_err = |reason: String| Error::Archive {
+        archive: src.path().to_path_buf(),
+        reason,
+    };
     if let Some(layout) = src.read_small("oci-layout", 4096)? {
-        let v: serde_json::Value = serde_json::from_slice(&layout)
-            .map_err(|source| Error::Json { what: "oci-layout", name: "oci-layout".into(), source })?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&layout).map_err(|source| Error::Json {
+                what: "oci-layout",
+                name: "oci-layout".into(),
+                source,
+            })?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-            return Err(archive_err("oci-layout: imageLayoutVersion is not \"1.0.0\"".into()));
+            return Err(archive_err(
+                "oci-layout: imageLayoutVersion is not \"1.0.0\"".into(),
+            ));
         }
     }
     let data = src
         .read_small("index.json", MAX_JSON)?
         .ok_or_else(|| archive_err("index.json missing".into()))?;
-    let index: ImageIndex = serde_json::from_slice(&data)
-        .map_err(|source| Error::Json { what: "index", name: "index.json".into(), source })?;
+    let index: ImageIndex = serde_json::from_slice(&data).map_err(|source| Error::Json {
+        what: "index",
+        name: "index.json".into(),
+        source,
+    })?;
     let mut images = Vec::new();
     for desc in select(index.manifests(), sel, "index.json")? {
         let names = names_of(desc);
@@ -43,7 +55,9 @@ pub(super) fn read(src: &Source, sel: &Selection) -> Result<Vec<ImageSource>> {
 /// Names from a top-level descriptor's annotations. A `ref.name` that is only a tag (no `/` or `:`)
 /// names no repository and is ignored.
 fn names_of(desc: &Descriptor) -> Vec<Reference> {
-    let Some(ann) = desc.annotations() else { return Vec::new() };
+    let Some(ann) = desc.annotations() else {
+        return Vec::new();
+    };
     let mut names = Vec::new();
     for key in [CONTAINERD_NAME, REF_NAME] {
         let Some(value) = ann.get(key) else { continue };
@@ -61,7 +75,11 @@ fn names_of(desc: &Descriptor) -> Vec<Reference> {
 }
 
 /// Keeps descriptors without a platform, and of those with one, the best match for `sel`.
-fn select<'a>(descs: &'a [Descriptor], sel: &Selection, index: &str) -> Result<Vec<&'a Descriptor>> {
+fn select<'a>(
+    descs: &'a [Descriptor],
+    sel: &Selection,
+    index: &str,
+) -> Result<Vec<&'a Descriptor>> {
     let mut out: Vec<&Descriptor> = descs.iter().filter(|d| d.platform().is_none()).collect();
     let with: Vec<&Descriptor> = descs.iter().filter(|d| d.platform().is_some()).collect();
     if with.is_empty() {
@@ -69,7 +87,11 @@ fn select<'a>(descs: &'a [Descriptor], sel: &Selection, index: &str) -> Result<V
     }
     let fits = |d: &&Descriptor| {
         let p = d.platform().as_ref().expect("filtered on platform");
-        sel.platform.matches(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref())
+        sel.platform.matches(
+            &p.os().to_string(),
+            &p.architecture().to_string(),
+            p.variant().as_deref(),
+        )
     };
     let exact = |d: &&&Descriptor| {
         let p = d.platform().as_ref().expect("filtered on platform");
@@ -83,7 +105,11 @@ fn select<'a>(descs: &'a [Descriptor], sel: &Selection, index: &str) -> Result<V
                 .iter()
                 .filter_map(|d| d.platform().as_ref())
                 .map(|p| {
-                    let v = p.variant().as_deref().map(|v| format!("/{v}")).unwrap_or_default();
+                    let v = p
+                        .variant()
+                        .as_deref()
+                        .map(|v| format!("/{v}"))
+                        .unwrap_or_default();
                     format!("{}/{}{v}", p.os(), p.architecture())
                 })
                 .collect();
@@ -114,8 +140,11 @@ fn resolve(src: &Source, desc: &Descriptor, sel: &Selection, depth: usize) -> Re
             });
         }
         let data = read_blob(src, "index", &digest, Some(desc.size()))?;
-        let index: ImageIndex = serde_json::from_slice(&data)
-            .map_err(|source| Error::Json { what: "index", name: digest.to_string(), source })?;
+        let index: ImageIndex = serde_json::from_slice(&data).map_err(|source| Error::Json {
+            what: "index",
+            name: digest.to_string(),
+            source,
+        })?;
         let picked = select(index.manifests(), sel, &digest.to_string())?;
         let manifest = picked
             .iter()
@@ -130,11 +159,18 @@ fn resolve(src: &Source, desc: &Descriptor, sel: &Selection, depth: usize) -> Re
         return resolve(src, manifest, sel, depth + 1);
     }
     if !media::is_manifest(&mt) {
-        return Err(Error::UnknownMediaType { what: "manifest", media_type: mt, digest: digest.to_string() });
+        return Err(Error::UnknownMediaType {
+            what: "manifest",
+            media_type: mt,
+            digest: digest.to_string(),
+        });
     }
     let data = read_blob(src, "manifest", &digest, Some(desc.size()))?;
-    let manifest: ImageManifest = serde_json::from_slice(&data)
-        .map_err(|source| Error::Json { what: "manifest", name: digest.to_string(), source })?;
+    let manifest: ImageManifest = serde_json::from_slice(&data).map_err(|source| Error::Json {
+        what: "manifest",
+        name: digest.to_string(),
+        source,
+    })?;
     if let Some(own) = manifest.media_type() {
         let own = own.to_string();
         if own != mt {
@@ -160,17 +196,36 @@ fn resolve(src: &Source, desc: &Descriptor, sel: &Selection, depth: usize) -> Re
         let lmt = l.media_type().to_string();
         let ld = digest_of(l)?;
         if media::layer_compression(&lmt).is_none() {
-            return Err(Error::UnknownMediaType { what: "layer", media_type: lmt, digest: ld.to_string() });
+            return Err(Error::UnknownMediaType {
+                what: "layer",
+                media_type: lmt,
+                digest: ld.to_string(),
+            });
         }
         let path = format!("blobs/sha256/{}", ld.hex());
         if src.open(&path)?.is_none() {
-            return Err(Error::MissingBlob { what: "layer", digest: ld });
+            return Err(Error::MissingBlob {
+                what: "layer",
+                digest: ld,
+            });
         }
-        layers.push(LayerSource { path, media_type: Some(lmt), blob: Some((ld, l.size())) });
+        layers.push(LayerSource {
+            path,
+            media_type: Some(lmt),
+            blob: Some((ld, l.size())),
+        });
     }
     Ok(ImageSource {
-        manifest: Some(Document { digest, media_type: mt, data }),
-        config: Document { digest: config_digest, media_type: config_mt, data: config },
+        manifest: Some(Document {
+            digest,
+            media_type: mt,
+            data,
+        }),
+        config: Document {
+            digest: config_digest,
+            media_type: config_mt,
+            data: config,
+        },
         layers,
         names: Vec::new(),
     })

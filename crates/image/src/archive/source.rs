@@ -63,7 +63,10 @@ impl Source {
         )
         .map_err(io::Error::from)
         .ctx("open directory", path)?;
-        Ok(Self::Dir { path: path.to_path_buf(), fd })
+        Ok(Self::Dir {
+            path: path.to_path_buf(),
+            fd,
+        })
     }
 
     /// Indexes an uncompressed tar archive. Symbolic links inside it (docker-archive uses them for
@@ -71,7 +74,10 @@ impl Source {
     pub fn tar(path: &Path, shown_as: &Path) -> Result<Self> {
         let file = File::open(path).ctx("open", shown_as)?;
         let len = file.metadata().ctx("stat", shown_as)?.len();
-        let corrupt = |reason: String| Error::Archive { archive: shown_as.to_path_buf(), reason };
+        let corrupt = |reason: String| Error::Archive {
+            archive: shown_as.to_path_buf(),
+            reason,
+        };
         let mut index = HashMap::new();
         let mut links = HashMap::new();
         let mut archive = tar::Archive::new(&file);
@@ -83,12 +89,16 @@ impl Source {
             let entry = entry.map_err(|e| corrupt(format!("truncated or corrupt tar: {e}")))?;
             seen_any = true;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let Some(name) = normalize(&raw) else { continue };
+            let Some(name) = normalize(&raw) else {
+                continue;
+            };
             let kind = entry.header().entry_type();
             if kind.is_file() {
                 let (off, size) = (entry.raw_file_position(), entry.size());
                 if off.checked_add(size).is_none_or(|end| end > len) {
-                    return Err(corrupt(format!("truncated tar: entry {name:?} ends past the end")));
+                    return Err(corrupt(format!(
+                        "truncated tar: entry {name:?} ends past the end"
+                    )));
                 }
                 index.insert(name, (off, size));
             } else if kind.is_symlink() || kind.is_hard_link() {
@@ -106,7 +116,11 @@ impl Source {
             .filter_map(|n| resolve_link(n, &links, &index).map(|loc| (n.clone(), loc)))
             .collect();
         index.extend(resolved);
-        Ok(Self::Tar { path: shown_as.to_path_buf(), file: Arc::new(file), index })
+        Ok(Self::Tar {
+            path: shown_as.to_path_buf(),
+            file: Arc::new(file),
+            index,
+        })
     }
 
     /// The archive's path as the user gave it.
@@ -118,7 +132,9 @@ impl Source {
 
     /// Opens a file of the archive; `Ok(None)` when it is not there. Returns the reader and its size.
     pub fn open(&self, path: &str) -> Result<Option<(Box<dyn Read + Send + '_>, u64)>> {
-        let Some(name) = normalize(path) else { return Ok(None) };
+        let Some(name) = normalize(path) else {
+            return Ok(None);
+        };
         match self {
             Self::Dir { fd, path: root, .. } => {
                 let opened = openat2(
@@ -144,8 +160,11 @@ impl Source {
                 Ok(Some((Box::new(file), meta.len())))
             }
             Self::Tar { file, index, .. } => Ok(index.get(&name).map(|&(offset, size)| {
-                let r: Box<dyn Read + Send> =
-                    Box::new(ReadAt { file: Arc::clone(file), pos: offset, end: offset + size });
+                let r: Box<dyn Read + Send> = Box::new(ReadAt {
+                    file: Arc::clone(file),
+                    pos: offset,
+                    end: offset + size,
+                });
                 (r, size)
             })),
         }
@@ -153,7 +172,9 @@ impl Source {
 
     /// Reads a whole small file (a JSON document), at most `limit` bytes; `Ok(None)` when absent.
     pub fn read_small(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let Some((mut r, size)) = self.open(path)? else { return Ok(None) };
+        let Some((mut r, size)) = self.open(path)? else {
+            return Ok(None);
+        };
         if size > limit {
             return Err(Error::Archive {
                 archive: self.path().to_path_buf(),
@@ -161,7 +182,8 @@ impl Source {
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        r.read_to_end(&mut data).ctx("read", self.path().join(path))?;
+        r.read_to_end(&mut data)
+            .ctx("read", self.path().join(path))?;
         Ok(Some(data))
     }
 }
@@ -220,7 +242,10 @@ impl Read for ReadAt {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "archive truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive truncated",
+            ));
         }
         self.pos += n as u64;
         Ok(n)
@@ -233,8 +258,14 @@ mod tests {
 
     #[test]
     fn normalizes_paths() {
-        assert_eq!(normalize("./blobs//sha256/x").as_deref(), Some("blobs/sha256/x"));
-        assert_eq!(normalize("/manifest.json").as_deref(), Some("manifest.json"));
+        assert_eq!(
+            normalize("./blobs//sha256/x").as_deref(),
+            Some("blobs/sha256/x")
+        );
+        assert_eq!(
+            normalize("/manifest.json").as_deref(),
+            Some("manifest.json")
+        );
         assert_eq!(normalize("a/../../etc/passwd"), None);
         assert_eq!(resolve_dots("a/b/../c").as_deref(), Some("a/c"));
         assert_eq!(resolve_dots("../x"), None);

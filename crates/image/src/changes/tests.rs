@@ -145,9 +145,7 @@ fn expose() {
     ]);
     assert_eq!(
         config.exposed_ports(),
-        &strings(&[
-            "80/tcp", "53/udp", "9/sctp", "8000/tcp", "8001/tcp", "8002/tcp", "443/tcp"
-        ])
+        &strings(&["80/tcp", "53/udp", "9/sctp", "8000/tcp", "8001/tcp", "8002/tcp", "443/tcp"])
     );
 }
 

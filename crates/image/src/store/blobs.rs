@@ -21,9 +21,16 @@ impl BlobWriter {
     /// Starts a blob in the store's `tmp/`.
     pub fn new(store: &Store) -> Result<Self> {
         let tmp = store.tmp_path("blob");
-        let file = File::options().write(true).create_new(true).open(&tmp).ctx("create", &tmp)?;
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
         Ok(Self {
-            out: Some(HashingWriter::new(BufWriter::with_capacity(256 * 1024, file))),
+            out: Some(HashingWriter::new(BufWriter::with_capacity(
+                256 * 1024,
+                file,
+            ))),
             tmp,
             dest_dir: store.root().join("blobs/sha256"),
         })
@@ -41,13 +48,24 @@ impl BlobWriter {
 
     /// Verifies the content against `expected` (when the caller knows the digest) and moves it into the
     /// store. Returns the digest and size in bytes. A mismatch names both digests and keeps nothing.
-    pub fn commit(mut self, what: &'static str, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    pub fn commit(
+        mut self,
+        what: &'static str,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
         let out = self.out.take().expect("blob writer committed twice");
         let (buf, actual, size) = out.finish();
-        let file = buf.into_inner().map_err(|e| e.into_error()).ctx("write", &self.tmp)?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .ctx("write", &self.tmp)?;
         if let Some(expected) = expected {
             if *expected != actual {
-                return Err(Error::DigestMismatch { what, expected: expected.clone(), actual });
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
         drop(file);
@@ -82,11 +100,20 @@ impl Drop for BlobWriter {
 
 impl Store {
     /// Stores `data` as a blob, verified against `expected` when given. Returns its digest.
-    pub fn put_blob(&self, what: &'static str, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+    pub fn put_blob(
+        &self,
+        what: &'static str,
+        data: &[u8],
+        expected: Option<&Digest>,
+    ) -> Result<Digest> {
         let actual = Digest::of(data);
         if let Some(expected) = expected {
             if *expected != actual {
-                return Err(Error::DigestMismatch { what, expected: expected.clone(), actual });
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
         if self.has_blob(&actual) {
@@ -107,7 +134,8 @@ impl Store {
         let path = self.blob_path(digest);
         let file = File::open(&path).ctx("open blob", &path)?;
         let mut data = Vec::new();
-        io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut data).ctx("read", &path)?;
+        io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut data)
+            .ctx("read", &path)?;
         if data.len() as u64 > limit {
             return Err(Error::Io {
                 op: "read blob (too large)",

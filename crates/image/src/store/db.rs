@@ -78,27 +78,44 @@ pub(crate) struct Db {
 
 impl Db {
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let err = |source| Error::Database { path: path.to_path_buf(), source };
+        let err = |source| Error::Database {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Self { conn, path: path.to_path_buf() })
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Database { path: self.path.clone(), source }
+        Error::Database {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Records an image and points `tags` at it, in one transaction. Returns, for each tag that moved,
     /// the image it pointed at before.
     pub(crate) fn insert_image(&self, rec: &ImageRecord, tags: &[String]) -> Result<Vec<Digest>> {
         let run = || -> rusqlite::Result<Vec<Digest>> {
-            let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            let tx =
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             let exists: bool = tx
-                .query_row("SELECT 1 FROM images WHERE id = ?1", [rec.id.to_string()], |_| Ok(()))
+                .query_row(
+                    "SELECT 1 FROM images WHERE id = ?1",
+                    [rec.id.to_string()],
+                    |_| Ok(()),
+                )
                 .optional()?
                 .is_some();
             if !exists {
@@ -138,7 +155,9 @@ impl Db {
             let mut moved = Vec::new();
             for tag in tags {
                 let old: Option<String> = tx
-                    .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| r.get(0))
+                    .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| {
+                        r.get(0)
+                    })
                     .optional()?;
                 if let Some(old) = old.filter(|o| *o != rec.id.to_string()) {
                     if let Ok(d) = Digest::parse(&old) {
@@ -160,9 +179,12 @@ impl Db {
     /// Points `tag` at image `id`; returns the image it pointed at before, if another.
     pub(crate) fn set_tag(&self, tag: &str, id: &Digest) -> Result<Option<Digest>> {
         let run = || -> rusqlite::Result<Option<String>> {
-            let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            let tx =
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             let old: Option<String> = tx
-                .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| r.get(0))
+                .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             tx.execute(
                 "INSERT INTO tags (name, image_id) VALUES (?1, ?2)
@@ -178,7 +200,10 @@ impl Db {
 
     /// Removes a tag; returns whether it existed.
     pub(crate) fn remove_tag(&self, tag: &str) -> Result<bool> {
-        let n = self.conn.execute("DELETE FROM tags WHERE name = ?1", [tag]).map_err(|e| self.err(e))?;
+        let n = self
+            .conn
+            .execute("DELETE FROM tags WHERE name = ?1", [tag])
+            .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
 
@@ -194,7 +219,9 @@ impl Db {
     pub(crate) fn image_for_tag(&self, tag: &str) -> Result<Option<Digest>> {
         let id: Option<String> = self
             .conn
-            .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| r.get(0))
+            .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         Ok(id.and_then(|i| Digest::parse(&i).ok()))
@@ -256,7 +283,9 @@ impl Db {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((manifest, media_type, created, size)) = row else { return Ok(None) };
+        let Some((manifest, media_type, created, size)) = row else {
+            return Ok(None);
+        };
         let mut stmt = self
             .conn
             .prepare(
@@ -348,7 +377,9 @@ impl Db {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((diff, blob, media_type, blob_size, size)) = row else { return Ok(None) };
+        let Some((diff, blob, media_type, blob_size, size)) = row else {
+            return Ok(None);
+        };
         Ok(Some(LayerRecord {
             chain_id: chain_id.clone(),
             diff_id: Digest::parse(&diff)?,

@@ -21,10 +21,16 @@ impl Store {
     pub fn gc(&self) -> Result<GcStats> {
         self.exclusive(|| {
             let (blobs, layers) = self.db().referenced()?;
-            let blobs: HashSet<String> =
-                blobs.iter().filter_map(|d| d.strip_prefix("sha256:")).map(str::to_owned).collect();
-            let layers: HashSet<String> =
-                layers.iter().filter_map(|d| d.strip_prefix("sha256:")).map(str::to_owned).collect();
+            let blobs: HashSet<String> = blobs
+                .iter()
+                .filter_map(|d| d.strip_prefix("sha256:"))
+                .map(str::to_owned)
+                .collect();
+            let layers: HashSet<String> = layers
+                .iter()
+                .filter_map(|d| d.strip_prefix("sha256:"))
+                .map(str::to_owned)
+                .collect();
             let mut stats = GcStats::default();
             for (dir, keep, count) in [
                 ("blobs/sha256", &blobs, &mut stats.blobs),

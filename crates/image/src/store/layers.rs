@@ -68,11 +68,15 @@ impl Store {
         opts: &ApplyOptions,
     ) -> Result<UnpackedLayer> {
         let declared = match expect.media_type {
-            Some(mt) => Some(media::layer_compression(mt).ok_or_else(|| Error::UnknownMediaType {
-                what: "layer",
-                media_type: mt.to_owned(),
-                digest: expect.name.to_owned(),
-            })?),
+            Some(mt) => {
+                Some(
+                    media::layer_compression(mt).ok_or_else(|| Error::UnknownMediaType {
+                        what: "layer",
+                        media_type: mt.to_owned(),
+                        digest: expect.name.to_owned(),
+                    })?,
+                )
+            }
             None => None,
         };
         let mut blob = BlobWriter::new(self)?;
@@ -98,28 +102,38 @@ impl Store {
                 });
             }
         }
-        let (blob_digest, blob_size) =
-            match blob.commit("layer blob", expect.blob.map(|(d, _)| d)) {
-                Ok(v) => v,
-                Err(e) => {
-                    remove_any(&tmp_dir);
-                    return Err(e);
-                }
-            };
+        let (blob_digest, blob_size) = match blob.commit("layer blob", expect.blob.map(|(d, _)| d))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                remove_any(&tmp_dir);
+                return Err(e);
+            }
+        };
         let chain = chain_id(&diff_id);
         let dest = self.layer_path(&chain);
         if let Err(e) = fs::rename(&tmp_dir, &dest) {
             // Another process finished the same layer first: its copy is complete, keep it.
             remove_any(&tmp_dir);
             if !dest.is_dir() {
-                return Err(Error::Io { op: "rename into place", path: dest, source: e });
+                return Err(Error::Io {
+                    op: "rename into place",
+                    path: dest,
+                    source: e,
+                });
             }
         }
         let media_type = match expect.media_type {
             Some(mt) => mt.to_owned(),
             None => media::oci_layer_type(compression).to_owned(),
         };
-        Ok(UnpackedLayer { blob_digest, blob_size, media_type, diff_id, size })
+        Ok(UnpackedLayer {
+            blob_digest,
+            blob_size,
+            media_type,
+            diff_id,
+            size,
+        })
     }
 
     fn unpack_into(
@@ -136,7 +150,13 @@ impl Store {
             path: expect.name.into(),
             source,
         };
-        let mut input = BufReader::with_capacity(256 * 1024, Tee { inner: stream, blob });
+        let mut input = BufReader::with_capacity(
+            256 * 1024,
+            Tee {
+                inner: stream,
+                blob,
+            },
+        );
         let magic = input.fill_buf().map_err(corrupt)?;
         let found = Compression::detect(magic);
         if let Some(declared) = declared {
@@ -151,8 +171,10 @@ impl Store {
         let (diff_id, stats) = {
             let decoder = found.decoder(&mut input).map_err(corrupt)?;
             let mut diff = HashingReader::new(decoder);
-            let stats = apply_layer(&mut diff, dir, opts)
-                .map_err(|source| Error::Layer { digest: expect.name.to_owned(), source })?;
+            let stats = apply_layer(&mut diff, dir, opts).map_err(|source| Error::Layer {
+                digest: expect.name.to_owned(),
+                source,
+            })?;
             diff.drain().map_err(corrupt)?;
             let (diff_id, _) = diff.finish();
             (diff_id, stats)

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::{flock, FlockOperation};
 
 pub use blobs::BlobWriter;
-pub use db::{ImageRecord, LayerRecord};
 pub(crate) use db::Db;
+pub use db::{ImageRecord, LayerRecord};
 pub use layers::{LayerExpect, UnpackedLayer};
 
 use crate::error::{IoContext, Result};
@@ -57,11 +57,17 @@ impl Store {
             .open(&lock_path)
             .ctx("open", &lock_path)?;
         let db = Db::open(&root.join("images.db"))?;
-        let store = Self { root: root.to_path_buf(), db, lock };
+        let store = Self {
+            root: root.to_path_buf(),
+            db,
+            lock,
+        };
         if flock(store.lock.as_fd(), FlockOperation::NonBlockingLockExclusive).is_ok() {
             store.sweep_tmp();
         }
-        flock(store.lock.as_fd(), FlockOperation::LockShared).map_err(std::io::Error::from).ctx("lock", &lock_path)?;
+        flock(store.lock.as_fd(), FlockOperation::LockShared)
+            .map_err(std::io::Error::from)
+            .ctx("lock", &lock_path)?;
         Ok(store)
     }
 
@@ -87,23 +93,31 @@ impl Store {
     /// A fresh, unique path under `tmp/` (nothing is created).
     pub(crate) fn tmp_path(&self, what: &str) -> PathBuf {
         let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        self.root.join("tmp").join(format!("{what}-{}-{seq}", std::process::id()))
+        self.root
+            .join("tmp")
+            .join(format!("{what}-{}-{seq}", std::process::id()))
     }
 
     /// Runs `f` holding the store lock exclusively (no other process writes content meanwhile), then
     /// returns to the shared lock.
     pub(crate) fn exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let path = self.root.join("store.lock");
-        flock(self.lock.as_fd(), FlockOperation::LockExclusive).map_err(std::io::Error::from).ctx("lock", &path)?;
+        flock(self.lock.as_fd(), FlockOperation::LockExclusive)
+            .map_err(std::io::Error::from)
+            .ctx("lock", &path)?;
         self.sweep_tmp();
         let out = f();
-        flock(self.lock.as_fd(), FlockOperation::LockShared).map_err(std::io::Error::from).ctx("lock", &path)?;
+        flock(self.lock.as_fd(), FlockOperation::LockShared)
+            .map_err(std::io::Error::from)
+            .ctx("lock", &path)?;
         out
     }
 
     fn sweep_tmp(&self) {
         let tmp = self.root.join("tmp");
-        let Ok(entries) = fs::read_dir(&tmp) else { return };
+        let Ok(entries) = fs::read_dir(&tmp) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             tracing::debug!(path = %path.display(), "removing leftover of an interrupted command");
@@ -133,7 +147,9 @@ impl Store {
         chain_id: &crate::digest::Digest,
         blob: Option<&crate::digest::Digest>,
     ) -> Result<Option<LayerRecord>> {
-        let Some(rec) = self.db.layer(chain_id)? else { return Ok(None) };
+        let Some(rec) = self.db.layer(chain_id)? else {
+            return Ok(None);
+        };
         if !self.layer_path(chain_id).is_dir() || !self.has_blob(&rec.blob_digest) {
             return Ok(None);
         }

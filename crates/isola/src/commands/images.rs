@@ -35,7 +35,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     if args.quiet {
         let mut seen = std::collections::HashSet::new();
         for i in &images {
-            let id = if args.no_trunc { i.record.id.to_string() } else { i.record.id.short().to_owned() };
+            let id = if args.no_trunc {
+                i.record.id.to_string()
+            } else {
+                i.record.id.short().to_owned()
+            };
             if seen.insert(id.clone()) {
                 println!("{id}");
             }
@@ -49,7 +53,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         } else {
             i.tags
                 .iter()
-                .map(|t| (t.familiar_repository(), t.tag().unwrap_or("<none>").to_owned()))
+                .map(|t| {
+                    (
+                        t.familiar_repository(),
+                        t.tag().unwrap_or("<none>").to_owned(),
+                    )
+                })
                 .collect()
         };
         for (repo, tag) in names {
@@ -77,8 +86,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             let table: Vec<[String; 5]> = rows
                 .iter()
                 .map(|(repo, tag, i)| {
-                    let id = if args.no_trunc { i.record.id.to_string() } else { i.record.id.short().to_owned() };
-                    [repo.clone(), tag.clone(), id, time_ago(i.record.created.as_deref()), human_size(i.record.size)]
+                    let id = if args.no_trunc {
+                        i.record.id.to_string()
+                    } else {
+                        i.record.id.short().to_owned()
+                    };
+                    [
+                        repo.clone(),
+                        tag.clone(),
+                        id,
+                        time_ago(i.record.created.as_deref()),
+                        human_size(i.record.size),
+                    ]
                 })
                 .collect();
             let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
@@ -89,8 +108,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 }
             }
             for r in std::iter::once(&header).chain(table.iter()) {
-                let line: Vec<String> =
-                    r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 println!("{}", line.join("   ").trim_end());
             }
         }

@@ -38,20 +38,31 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let name = args.name.as_deref().map(Reference::parse).transpose()?;
     let store = super::open_store(ctx)?;
-    let source = args.message.clone().unwrap_or_else(|| args.file.display().to_string());
+    let source = args
+        .message
+        .clone()
+        .unwrap_or_else(|| args.file.display().to_string());
     let opts = ImportOptions {
         name,
         changes: args.changes,
         source,
         created: None,
-        apply: ApplyOptions { max_size: args.max_layer_size },
+        apply: ApplyOptions {
+            max_size: args.max_layer_size,
+        },
     };
     let progress = Reporter::new(args.quiet, "Imported");
     let loaded = if args.file.as_os_str() == "-" {
         import(&store, std::io::stdin().lock(), &opts, &progress)?
     } else {
-        let file = File::open(&args.file).with_context(|| format!("open {}", args.file.display()))?;
-        import(&store, BufReader::with_capacity(1 << 20, file), &opts, &progress)?
+        let file =
+            File::open(&args.file).with_context(|| format!("open {}", args.file.display()))?;
+        import(
+            &store,
+            BufReader::with_capacity(1 << 20, file),
+            &opts,
+            &progress,
+        )?
     };
     drop(progress);
     println!("{}", loaded.id);

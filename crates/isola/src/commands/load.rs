@@ -32,7 +32,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let store = super::open_store(ctx)?;
     let opts = LoadOptions {
         platform: args.platform,
-        apply: ApplyOptions { max_size: args.max_layer_size },
+        apply: ApplyOptions {
+            max_size: args.max_layer_size,
+        },
     };
     let loaded = {
         let progress = Reporter::new(args.quiet, "Loaded");

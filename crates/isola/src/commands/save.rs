@@ -38,7 +38,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         None => {
             let stdout = std::io::stdout();
             if stdout.is_terminal() {
-                anyhow::bail!("refusing to write an archive to a terminal: use -o FILE or redirect");
+                anyhow::bail!(
+                    "refusing to write an archive to a terminal: use -o FILE or redirect"
+                );
             }
             let mut out = std::io::BufWriter::new(stdout.lock());
             write_archive(&store, &items, &mut out, &isola_image::load::NoProgress)?;
