@@ -13,3 +13,21 @@
 //! - masked paths are bind-mounted from a `/dev/null` that is checked to be the real device;
 //! - config.json is validated at the boundary: unknown namespace types, capability names, mount
 //!   destinations that climb out of the rootfs are refused with an error naming the field.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod hooks;
+mod init;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod spec;
+pub mod state;
+pub mod sync;
+mod syscall;
+pub mod tty;
+
+pub use container::{Container, CreateOptions, ExecOptions, Runtime};
+pub use error::{Error, Result};
+pub use oci_spec::runtime as oci;

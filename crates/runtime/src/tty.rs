@@ -1,0 +1,87 @@
+//! The container's terminal (config.md `process.terminal`): a pseudo-terminal made inside the
+//! container, whose master is handed to the caller over its `--console-socket` with `SCM_RIGHTS`
+//! (the convention runc, conmon and containerd share), and whose slave becomes the process's stdio
+//! and controlling terminal.
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+
+use crate::error::{Error, Result};
+
+/// Connects to the caller's console socket (before pivot_root, while the host path resolves).
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let s =
+        UnixStream::connect(path).map_err(|e| Error::io("connect to console socket", path, e))?;
+    Ok(OwnedFd::from(s))
+}
+
+/// Sends `fd` over `socket` with `SCM_RIGHTS`, with `name` as the payload.
+pub fn send_fd(socket: BorrowedFd<'_>, name: &str, fd: BorrowedFd<'_>) -> Result<()> {
+    let fds = [fd];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(Error::sys(
+            "send terminal",
+            std::io::Error::other("control buffer too small"),
+        ));
+    }
+    sendmsg(
+        socket,
+        &[IoSlice::new(name.as_bytes())],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .map_err(|e| Error::sys("send terminal over the console socket", e))?;
+    Ok(())
+}
+
+/// Inside the container (after pivot_root and the devpts mount): makes a pseudo-terminal, sends its
+/// master over `socket`, binds the slave onto `/dev/console`, and makes the slave this process's
+/// stdin, stdout, stderr and controlling terminal (in a new session).
+pub fn setup(socket: &OwnedFd) -> Result<()> {
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(|e| Error::io("open", "/dev/ptmx", e))?;
+    grantpt(&master).map_err(|e| Error::sys("grantpt", e))?;
+    unlockpt(&master).map_err(|e| Error::sys("unlockpt", e))?;
+    let name = ptsname(&master, Vec::new()).map_err(|e| Error::sys("ptsname", e))?;
+    let name = name.to_string_lossy().into_owned();
+    let slave = rustix::fs::open(
+        &name,
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", &name, e))?;
+    bind_console(&name);
+    send_fd(socket.as_fd(), "/dev/ptmx", master.as_fd())?;
+    drop(master);
+    rustix::process::setsid().map_err(|e| Error::sys("setsid", e))?;
+    for target in 0..3 {
+        // SAFETY: 0, 1 and 2 are the standard streams; replacing them with the terminal is the point.
+        let mut std = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(target) };
+        rustix::io::dup2(&slave, &mut std).map_err(|e| Error::sys("dup2 terminal", e))?;
+        std::mem::forget(std);
+    }
+    rustix::process::ioctl_tiocsctty(&slave)
+        .map_err(|e| Error::sys("set controlling terminal", e))?;
+    Ok(())
+}
+
+/// Bind-mounts the terminal onto /dev/console, as the spec asks for containers with a terminal.
+/// Best effort: a container without /dev/console keeps working.
+fn bind_console(slave: &str) {
+    let console = Path::new("/dev/console");
+    if !console.exists() {
+        let _ = std::fs::File::create(console);
+    }
+    if let Err(e) = rustix::mount::mount_bind(slave, console) {
+        tracing::debug!("bind {slave} onto /dev/console: {e}");
+    }
+}
