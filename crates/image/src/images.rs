@@ -30,6 +30,18 @@ impl Store {
     /// `name@sha256:<manifest or config digest>`), a full image ID (`sha256:<hex>`) or a unique ID prefix.
     /// Names are tried before ID prefixes, as Docker does.
     pub fn resolve(&self, s: &str) -> Result<Digest> {
+        // A full digest is an image ID or manifest digest, never a name (an archive could otherwise
+        // tag an image `sha256:<someone else's ID>` and shadow it).
+        let full = s.strip_prefix("sha256:").unwrap_or(s);
+        if let Ok(d) = Digest::from_hex(full) {
+            if self.db().image(&d)?.is_some() {
+                return Ok(d);
+            }
+            if let Some(id) = self.db().images_with_manifest(&d)?.into_iter().next() {
+                return Ok(id);
+            }
+            return Err(Error::NoSuchImage(s.to_owned()));
+        }
         if let Ok(r) = Reference::parse(s) {
             if let Some(d) = r.digest() {
                 let d = Digest::parse(d)?;

@@ -29,6 +29,7 @@ pub mod platform;
 pub mod reference;
 pub mod save;
 pub mod store;
+pub mod targuard;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

@@ -119,6 +119,15 @@ pub(crate) fn commit_image(
     progress: &dyn Progress,
 ) -> Result<Loaded> {
     let config_id = image.config.digest.clone();
+    // Also parse it as plain JSON (depth-limited), as `image inspect` will: an image whose config
+    // cannot be shown later is refused now.
+    serde_json::from_slice::<serde_json::Value>(&image.config.data).map_err(|source| {
+        Error::Json {
+            what: "image config",
+            name: config_id.to_string(),
+            source,
+        }
+    })?;
     let config: ImageConfiguration =
         serde_json::from_slice(&image.config.data).map_err(|source| Error::Json {
             what: "image config",

@@ -48,6 +48,20 @@ pub fn save(store: &Store, items: &[SaveItem], out: &Path, progress: &dyn Progre
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(crate::error::Error::Io {
+            op: "write",
+            path: out.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
+        });
+    }
+    // A device, FIFO or other special file (or a link to one) is written in place, never replaced.
+    if fs::metadata(out).is_ok_and(|m| !m.is_file()) {
+        let file = File::options().write(true).open(out).ctx("open", out)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        write_archive(store, items, &mut w, progress).ctx("write", out)?;
+        return w.flush().ctx("write", out);
+    }
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{Document, ImageSource, LayerSource, Source, MAX_JSON};
+use super::{Document, ImageSource, LayerSource, Source, MAX_ENTRIES, MAX_JSON};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media;
@@ -53,8 +53,28 @@ fn names(tags: Option<&Vec<String>>) -> Vec<Reference> {
 
 pub(super) fn read(src: &Source) -> Result<Vec<ImageSource>> {
     let entries = entries(src)?.unwrap_or_default();
-    let mut images = Vec::with_capacity(entries.len());
+    if entries.len() > MAX_ENTRIES {
+        return Err(Error::Archive {
+            archive: src.path().to_path_buf(),
+            reason: format!(
+                "manifest.json lists {} images, more than {MAX_ENTRIES}",
+                entries.len()
+            ),
+        });
+    }
+    let mut images: Vec<ImageSource> = Vec::with_capacity(entries.len());
     for e in entries {
+        // An entry repeating a config already read shares it (only the names differ).
+        let known =
+            named_digest(&e.config).and_then(|d| images.iter().position(|i| i.config.digest == d));
+        if let Some(prev) = known {
+            for n in names(e.repo_tags.as_ref()) {
+                if !images[prev].names.contains(&n) {
+                    images[prev].names.push(n);
+                }
+            }
+            continue;
+        }
         let data = src
             .read_small(&e.config, MAX_JSON)?
             .ok_or_else(|| Error::Archive {

@@ -22,6 +22,9 @@ use crate::reference::Reference;
 /// Largest JSON document (index, manifest, config) read from an archive, in bytes.
 pub const MAX_JSON: u64 = 8 << 20;
 
+/// Most entries an index or a docker-archive `manifest.json` may list.
+pub const MAX_ENTRIES: usize = 1024;
+
 /// A document read from an archive and verified against its digest.
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -86,6 +89,26 @@ pub fn read_images(src: &Source, sel: &Selection) -> Result<Vec<ImageSource>> {
     if images.is_empty() {
         return Err(Error::Empty(src.path().to_path_buf()));
     }
+    // The same image listed several times (one entry per name) is loaded once, with every name.
+    let mut unique: Vec<ImageSource> = Vec::with_capacity(images.len());
+    for image in images {
+        let same = |u: &&mut ImageSource| {
+            u.config.digest == image.config.digest
+                && u.manifest.as_ref().map(|m| &m.digest)
+                    == image.manifest.as_ref().map(|m| &m.digest)
+        };
+        match unique.iter_mut().find(|u| same(u)) {
+            Some(u) => {
+                for n in image.names {
+                    if !u.names.contains(&n) {
+                        u.names.push(n);
+                    }
+                }
+            }
+            None => unique.push(image),
+        }
+    }
+    let images = unique;
     for image in &images {
         check_platform(image, sel)?;
         for layer in &image.layers {
@@ -165,8 +188,40 @@ fn check_platform(image: &ImageSource, sel: &Selection) -> Result<()> {
     Ok(())
 }
 
+/// Largest expansion accepted for a compressed archive.
+const MAX_RATIO: u64 = 100;
+/// A compressed archive may always expand to this many bytes, whatever its ratio.
+const MIN_SPOOL: u64 = 1 << 30;
+
+/// Whether a 512-byte block is a tar header: its checksum field matches the sum of its bytes (with
+/// the checksum field counted as spaces), as POSIX ustar and GNU tar define it.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect::<String>();
+    let Ok(want) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
+}
+
 /// Opens `path` as an archive: a directory, or a tar file. A compressed tar file is decompressed to
-/// `scratch` first (the caller removes it afterwards), and refused once it passes `max_size` bytes.
+/// `scratch` first (the caller removes it afterwards); it may expand to at most `max_size` bytes and
+/// at most 100 times its compressed size (but always 1 GiB), so a decompression bomb is refused.
 pub fn open(path: &Path, scratch: &Path, max_size: u64) -> Result<Source> {
     use crate::compression::Compression;
     use crate::error::IoContext;
@@ -179,25 +234,36 @@ pub fn open(path: &Path, scratch: &Path, max_size: u64) -> Result<Source> {
     let mut file = std::fs::File::open(path).ctx("open", path)?;
     let mut magic = [0u8; 6];
     let n = file.read(&mut magic).ctx("read", path)?;
-    match Compression::detect(&magic[..n]) {
-        Compression::None => Source::tar(path, path),
-        c => {
-            let file = std::fs::File::open(path).ctx("open", path)?;
-            let dec = c.decoder(std::io::BufReader::new(file)).ctx("read", path)?;
-            let mut out = std::fs::File::create(scratch).ctx("create", scratch)?;
-            let n = std::io::copy(&mut dec.take(max_size.saturating_add(1)), &mut out).map_err(
-                |e| Error::Archive {
-                    archive: path.to_path_buf(),
-                    reason: format!("truncated or corrupt {} stream: {e}", c.as_str()),
-                },
-            )?;
-            if n > max_size {
-                return Err(Error::Archive {
-                    archive: path.to_path_buf(),
-                    reason: format!("decompressed archive passes the limit of {max_size} bytes"),
-                });
-            }
-            Source::tar(scratch, path)
-        }
+    let c = Compression::detect(&magic[..n]);
+    if c == Compression::None {
+        return Source::tar(path, path);
     }
+    let limit = max_size.min(meta.len().saturating_mul(MAX_RATIO).max(MIN_SPOOL));
+    let corrupt = |e: std::io::Error| Error::Archive {
+        archive: path.to_path_buf(),
+        reason: format!("truncated or corrupt {} stream: {e}", c.as_str()),
+    };
+    let file = std::fs::File::open(path).ctx("open", path)?;
+    let mut dec = c.decoder(std::io::BufReader::new(file)).ctx("read", path)?;
+    let mut first = [0u8; 512];
+    dec.read_exact(&mut first).map_err(corrupt)?;
+    if !is_tar_header(&first) {
+        return Err(Error::Archive {
+            archive: path.to_path_buf(),
+            reason: format!("the {} stream does not hold a tar archive", c.as_str()),
+        });
+    }
+    let mut out = std::fs::File::create(scratch).ctx("create", scratch)?;
+    std::io::Write::write_all(&mut out, &first).ctx("write", scratch)?;
+    let n = std::io::copy(&mut dec.take(limit), &mut out).map_err(corrupt)?;
+    if n + 512 > limit {
+        return Err(Error::Archive {
+            archive: path.to_path_buf(),
+            reason: format!(
+                "decompressed archive passes {limit} bytes (100 times its compressed size, \
+                 or --max-layer-size)"
+            ),
+        });
+    }
+    Source::tar(scratch, path)
 }

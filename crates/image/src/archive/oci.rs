@@ -2,7 +2,9 @@
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use super::{read_blob, Document, ImageSource, LayerSource, Selection, Source, MAX_JSON};
+use super::{
+    read_blob, Document, ImageSource, LayerSource, Selection, Source, MAX_ENTRIES, MAX_JSON,
+};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media;
@@ -42,14 +44,24 @@ pub(super) fn read(src: &Source, sel: &Selection) -> Result<Vec<ImageSource>> {
         name: "index.json".into(),
         source,
     })?;
-    let mut images = Vec::new();
+    let mut images: Vec<(String, ImageSource)> = Vec::new();
     for desc in select(index.manifests(), sel, "index.json")? {
         let names = names_of(desc);
+        let key = desc.digest().to_string();
+        // A manifest listed once per name is read once.
+        if let Some((_, image)) = images.iter_mut().find(|(k, _)| *k == key) {
+            for n in names {
+                if !image.names.contains(&n) {
+                    image.names.push(n);
+                }
+            }
+            continue;
+        }
         let mut image = resolve(src, desc, sel, 0)?;
         image.names = names;
-        images.push(image);
+        images.push((key, image));
     }
-    Ok(images)
+    Ok(images.into_iter().map(|(_, i)| i).collect())
 }
 
 /// Names from a top-level descriptor's annotations. A `ref.name` that is only a tag (no `/` or `:`)
@@ -80,6 +92,16 @@ fn select<'a>(
     sel: &Selection,
     index: &str,
 ) -> Result<Vec<&'a Descriptor>> {
+    if descs.len() > MAX_ENTRIES {
+        return Err(Error::NoPlatform {
+            platform: sel.platform.to_string(),
+            index: index.to_owned(),
+            found: format!(
+                "{} entries, more than the {MAX_ENTRIES} accepted",
+                descs.len()
+            ),
+        });
+    }
     let mut out: Vec<&Descriptor> = descs.iter().filter(|d| d.platform().is_none()).collect();
     let with: Vec<&Descriptor> = descs.iter().filter(|d| d.platform().is_some()).collect();
     if with.is_empty() {

@@ -78,15 +78,28 @@ impl Source {
             archive: shown_as.to_path_buf(),
             reason,
         };
+        // The tar reader holds long-name and PAX headers in memory whole: bound them first.
+        match crate::targuard::check_tar_file(&file) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(corrupt(e.to_string())),
+            checked => checked.ctx("read", shown_as)?,
+        }
         let mut index = HashMap::new();
         let mut links = HashMap::new();
         let mut archive = tar::Archive::new(&file);
-        let entries = archive
-            .entries_with_seek()
-            .map_err(|e| corrupt(format!("truncated or corrupt tar: {e}")))?;
+        let entries = archive.entries_with_seek().map_err(|e| {
+            corrupt(format!(
+                "truncated or corrupt tar: {}",
+                e.to_string().escape_debug()
+            ))
+        })?;
         let mut seen_any = false;
         for entry in entries {
-            let entry = entry.map_err(|e| corrupt(format!("truncated or corrupt tar: {e}")))?;
+            let entry = entry.map_err(|e| {
+                corrupt(format!(
+                    "truncated or corrupt tar: {}",
+                    e.to_string().escape_debug()
+                ))
+            })?;
             seen_any = true;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let Some(name) = normalize(&raw) else {
@@ -137,27 +150,47 @@ impl Source {
         };
         match self {
             Self::Dir { fd, path: root, .. } => {
+                // Resolve without opening (O_PATH), so a device or FIFO planted in the layout is
+                // never opened; only a regular file is then opened for reading.
                 let opened = openat2(
                     fd,
                     name.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+                    OFlags::PATH | OFlags::CLOEXEC,
                     Mode::empty(),
                     ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
                 );
-                let fd = match opened {
+                let handle = match opened {
                     Ok(fd) => fd,
                     Err(rustix::io::Errno::NOENT) => return Ok(None),
+                    Err(rustix::io::Errno::XDEV) => {
+                        return Err(Error::Archive {
+                            archive: root.clone(),
+                            reason: format!("{name:?} leads outside the archive directory"),
+                        })
+                    }
                     Err(e) => return Err(io::Error::from(e)).ctx("open", root.join(&name)),
                 };
-                let file = File::from(fd);
-                let meta = file.metadata().ctx("stat", root.join(&name))?;
-                if !meta.is_file() {
+                let stat = rustix::fs::fstat(&handle)
+                    .map_err(io::Error::from)
+                    .ctx("stat", root.join(&name))?;
+                if rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                    != rustix::fs::FileType::RegularFile
+                {
                     return Err(Error::Archive {
                         archive: root.clone(),
                         reason: format!("{name:?} is not a regular file"),
                     });
                 }
-                Ok(Some((Box::new(file), meta.len())))
+                let reopened = rustix::fs::open(
+                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle)),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io::Error::from)
+                .ctx("open", root.join(&name))?;
+                let file = File::from(reopened);
+                let len = stat.st_size as u64;
+                Ok(Some((Box::new(file), len)))
             }
             Self::Tar { file, index, .. } => Ok(index.get(&name).map(|&(offset, size)| {
                 let r: Box<dyn Read + Send> = Box::new(ReadAt {

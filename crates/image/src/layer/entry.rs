@@ -9,8 +9,7 @@ use super::error::{EntryName, LayerError};
 /// What kind of filesystem object an entry creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// Regular file (also contiguous and GNU sparse files, expanded by the tar reader);
-    /// `size` is the content length in bytes.
+    /// Regular file (also contiguous files); `size` is the content length in bytes.
     File { size: u64 },
     /// Directory.
     Dir,
@@ -78,8 +77,15 @@ pub(crate) fn decode<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Decoded, 
         EntryType::XGlobalHeader => return Ok(Decoded::Skip),
         // A pre-POSIX regular entry with a trailing slash is a directory.
         EntryType::Regular if name.ends_with(b"/") => Kind::Dir,
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            Kind::File { size: entry.size() }
+        EntryType::Regular | EntryType::Continuous => Kind::File { size: entry.size() },
+        // The tar reader fills the holes of a GNU sparse file with zeros that are not part of
+        // the stream, so its content would escape the size limit: a few bytes of header can
+        // describe terabytes.
+        EntryType::GNUSparse => {
+            return Err(LayerError::Unsupported {
+                entry: EntryName(name),
+                kind: "gnu sparse file".to_owned(),
+            })
         }
         EntryType::Directory => Kind::Dir,
         EntryType::Symlink => Kind::Symlink {

@@ -74,6 +74,24 @@ pub enum LayerError {
         /// The limit, in bytes of uncompressed tar stream.
         limit: u64,
     },
+    /// The layer has more than [`super::ApplyOptions::max_entries`] tar entries.
+    #[error("layer has more than {limit} entries")]
+    TooManyEntries {
+        /// The limit.
+        limit: u64,
+    },
+    /// A GNU long-name or long-link header, or a PAX extended header, has more than
+    /// [`crate::targuard::MAX_EXTENSION_SIZE`] bytes of data (or a GNU sparse header more than
+    /// that of sparse extension blocks); the tar reader would hold it all in memory.
+    #[error("layer entry \"{entry}\": tar header {what}; at most {limit} are allowed")]
+    HeaderTooLarge {
+        /// The name in the offending header (for GNU long names usually `././@LongLink`).
+        entry: EntryName,
+        /// What is too large, e.g. `of type 'L' is 1048576 bytes`.
+        what: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The tar stream cannot be read or parsed (bad header, checksum, early end of data).
     #[error("truncated or corrupt tar stream")]
     Corrupt(#[source] io::Error),

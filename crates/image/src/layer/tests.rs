@@ -158,6 +158,7 @@ fn regular_files_with_modes_owners_and_mtimes() {
         stats,
         LayerStats {
             tar_bytes: tar.len() as u64 - 512,
+            trailing_bytes: 512,
             content_bytes: 5,
             entries: 3
         }
@@ -456,24 +457,29 @@ fn size_limit_is_enforced_while_reading() {
     let tar = Tar::new().file("big", &[7u8; 10_000]).finish();
     let needed = tar.len() as u64 - 512;
     let dir = tempfile::tempdir().unwrap();
-    let err = apply_layer(&tar[..], dir.path(), &ApplyOptions { max_size: 5_000 }).unwrap_err();
+    let err = apply_layer(&tar[..], dir.path(), &opts(5_000)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "layer exceeds the size limit of 5000 bytes"
     );
     let dir = tempfile::tempdir().unwrap();
-    let err = apply_layer(
-        &tar[..],
-        dir.path(),
-        &ApplyOptions {
-            max_size: needed - 1,
-        },
-    )
-    .unwrap_err();
+    let err = apply_layer(&tar[..], dir.path(), &opts(needed - 1)).unwrap_err();
     assert!(matches!(err, LayerError::SizeLimit { .. }));
     let dir = tempfile::tempdir().unwrap();
-    let stats = apply_layer(&tar[..], dir.path(), &ApplyOptions { max_size: needed }).unwrap();
-    assert_eq!(stats.tar_bytes, needed);
+    let stats = apply_layer(&tar[..], dir.path(), &opts(tar.len() as u64)).unwrap();
+    assert_eq!((stats.tar_bytes, stats.trailing_bytes), (needed, 512));
+    // The rest of the stream counts too.
+    let dir = tempfile::tempdir().unwrap();
+    let err = apply_layer(&tar[..], dir.path(), &opts(tar.len() as u64 - 1)).unwrap_err();
+    assert!(matches!(err, LayerError::SizeLimit { .. }));
+}
+
+/// The default options with this size limit.
+pub(super) fn opts(max_size: u64) -> ApplyOptions {
+    ApplyOptions {
+        max_size,
+        ..ApplyOptions::default()
+    }
 }
 
 #[test]
@@ -495,7 +501,7 @@ fn truncated_streams_are_corrupt() {
 }
 
 #[test]
-fn stops_at_end_of_archive_without_draining() {
+fn reads_the_stream_to_its_end() {
     let mut stream = Tar::new().file("a", b"x").finish();
     let tar_len = stream.len();
     stream.extend_from_slice(b"trailing bytes");
@@ -503,7 +509,9 @@ fn stops_at_end_of_archive_without_draining() {
     let dir = tempfile::tempdir().unwrap();
     let stats = apply_layer(&mut reader, dir.path(), &ApplyOptions::default()).unwrap();
     assert_eq!(stats.tar_bytes as usize, tar_len - 512);
-    assert_eq!(reader.len(), 512 + b"trailing bytes".len());
+    assert_eq!(stats.trailing_bytes as usize, 512 + b"trailing bytes".len());
+    assert_eq!(reader.len(), 0);
+    assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"x");
 }
 
 #[test]

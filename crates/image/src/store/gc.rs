@@ -19,7 +19,12 @@ impl Store {
     /// Removes every blob and unpacked layer that no image references. Holds the store lock
     /// exclusively, so it never races with a load that is still writing content.
     pub fn gc(&self) -> Result<GcStats> {
-        self.exclusive(|| {
+        self.exclusive(|| self.collect_garbage())
+    }
+
+    /// The collection itself; the caller holds the store lock exclusively.
+    pub(super) fn collect_garbage(&self) -> Result<GcStats> {
+        {
             let (blobs, layers) = self.db().referenced()?;
             let blobs: HashSet<String> = blobs
                 .iter()
@@ -47,6 +52,6 @@ impl Store {
                 }
             }
             Ok(stats)
-        })
+        }
     }
 }

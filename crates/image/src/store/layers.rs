@@ -170,12 +170,13 @@ impl Store {
         }
         let (diff_id, stats) = {
             let decoder = found.decoder(&mut input).map_err(corrupt)?;
+            // apply_layer reads the stream to its end (through its size limit), so the diff ID
+            // covers every byte.
             let mut diff = HashingReader::new(decoder);
             let stats = apply_layer(&mut diff, dir, opts).map_err(|source| Error::Layer {
                 digest: expect.name.to_owned(),
                 source,
             })?;
-            diff.drain().map_err(corrupt)?;
             let (diff_id, _) = diff.finish();
             (diff_id, stats)
         };

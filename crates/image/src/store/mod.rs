@@ -45,9 +45,12 @@ impl Store {
     /// Opens (creating if needed) the store at `root`, and sweeps leftovers of interrupted commands when
     /// no other isola process is using the store.
     pub fn open(root: &Path) -> Result<Self> {
-        for dir in ["blobs/sha256", "layers", "tmp"] {
-            let p = root.join(dir);
-            fs::create_dir_all(&p).ctx("create directory", &p)?;
+        // The root may be shared with other state (containers), so others may traverse it; the
+        // store's own directories are root's alone: unpacked layers keep their setuid binaries and
+        // world-writable directories, which must not be reachable by other host users.
+        private_dir(root, 0o711)?;
+        for dir in ["blobs", "blobs/sha256", "layers", "tmp"] {
+            private_dir(&root.join(dir), 0o700)?;
         }
         let lock_path = root.join("store.lock");
         let lock = File::options()
@@ -63,7 +66,12 @@ impl Store {
             lock,
         };
         if flock(store.lock.as_fd(), FlockOperation::NonBlockingLockExclusive).is_ok() {
+            // No other isola process is writing: whatever a failed or interrupted command left
+            // (temporary files, blobs and layers no image references) can go.
             store.sweep_tmp();
+            if let Err(e) = store.collect_garbage() {
+                tracing::warn!("collecting unreferenced content: {e}");
+            }
         }
         flock(store.lock.as_fd(), FlockOperation::LockShared)
             .map_err(std::io::Error::from)
@@ -124,6 +132,13 @@ impl Store {
             remove_any(&path);
         }
     }
+}
+
+/// Creates `path` (and its parents) if missing and sets its mode to `mode` either way.
+fn private_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(path).ctx("create directory", path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("set permissions of", path)
 }
 
 /// Removes a file or a directory tree, ignoring errors (used for temporary content only).

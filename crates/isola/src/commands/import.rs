@@ -49,6 +49,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         created: None,
         apply: ApplyOptions {
             max_size: args.max_layer_size,
+            ..ApplyOptions::default()
         },
     };
     let progress = Reporter::new(args.quiet, "Imported");

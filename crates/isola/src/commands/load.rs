@@ -34,6 +34,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         platform: args.platform,
         apply: ApplyOptions {
             max_size: args.max_layer_size,
+            ..ApplyOptions::default()
         },
     };
     let loaded = {
