@@ -23,18 +23,30 @@ pub struct Logger {
 
 impl Logger {
     /// Sets up `tracing` on stderr (debug level with `--debug`) and remembers the log file.
+    /// With a log file, warnings and debug output go only there (as runc does): the runtime's
+    /// stderr is often the container's stderr (`exec`, conmon), which must carry nothing of ours.
     pub fn init(file: Option<&Path>, format: Format, debug: bool) -> Self {
         let level = if debug {
             tracing::Level::DEBUG
         } else {
             tracing::Level::WARN
         };
-        tracing_subscriber::fmt()
+        let log_file = file.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
+        let builder = tracing_subscriber::fmt()
             .with_max_level(level)
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .without_time()
-            .init();
+            .with_target(false);
+        match (log_file, format) {
+            (Some(f), Format::Json) => builder.json().with_writer(std::sync::Mutex::new(f)).init(),
+            (Some(f), Format::Text) => builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init(),
+            (None, _) => builder
+                .without_time()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .init(),
+        }
         Self {
             file: file.map(Path::to_path_buf),
             format,

@@ -56,7 +56,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             logger.error(&log::chain(&err));
-            ExitCode::from(1)
+            // The container program could not be started: 127 not found, 126 not executable.
+            match err.downcast_ref::<isola_runtime::Error>() {
+                Some(isola_runtime::Error::Init { code, .. }) => ExitCode::from(*code as u8),
+                _ => ExitCode::from(1),
+            }
         }
     }
 }

@@ -6,7 +6,12 @@
 //!   seccomp mode, rlimits, namespaces, mounts, cgroups, oom_score_adj, environment, PIDs;
 //! - `isola-probe try OP PATH` — tries `mkdir`, `open-read`, `open-write`, `mknod` or `mount-tmpfs`
 //!   on PATH and prints `ok` or the errno name;
+//! - `isola-probe try mknod PATH c|b MAJOR MINOR` — `mknod` of that device node;
 //! - `isola-probe read PATH` — prints a file (e.g. a sysctl or a cgroup limit);
+//! - `isola-probe stat PATH` — JSON from `lstat`: file type, mode, uid, gid, device numbers,
+//!   symlink target;
+//! - `isola-probe fork N` — forks N children that sleep, then prints JSON with how many forks
+//!   succeeded and the first failure's errno name;
 //! - `isola-probe sleep SECS`, `isola-probe exit CODE`, `isola-probe alloc MIB` (touches MIB of memory).
 
 use std::collections::BTreeMap;
@@ -151,15 +156,75 @@ fn errno_name(e: &std::io::Error) -> String {
     }
 }
 
-fn try_op(op: &str, path: &str) -> String {
+fn file_type(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "file",
+        libc::S_IFDIR => "dir",
+        libc::S_IFLNK => "symlink",
+        libc::S_IFCHR => "char",
+        libc::S_IFBLK => "block",
+        libc::S_IFIFO => "fifo",
+        libc::S_IFSOCK => "socket",
+        _ => "unknown",
+    }
+}
+
+fn stat(path: &str) -> Value {
+    use std::os::unix::fs::MetadataExt;
+    match fs::symlink_metadata(path) {
+        Ok(m) => json!({
+            "type": file_type(m.mode()),
+            "mode": format!("{:04o}", m.mode() & 0o7777),
+            "uid": m.uid(),
+            "gid": m.gid(),
+            "major": libc::major(m.rdev()),
+            "minor": libc::minor(m.rdev()),
+            "size": m.size(),
+            "link": fs::read_link(path).ok().map(|l| l.display().to_string()),
+        }),
+        Err(e) => json!({ "error": errno_name(&e) }),
+    }
+}
+
+/// Forks `n` children that sleep (they die with the container), reporting how many forks succeeded.
+fn fork_many(n: usize) -> Value {
+    let mut ok = 0;
+    let mut error = None;
+    for _ in 0..n {
+        // SAFETY: the child only sleeps and exits, calling async-signal-safe functions.
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: as above.
+                unsafe {
+                    libc::sleep(30);
+                    libc::_exit(0);
+                }
+            }
+            -1 => {
+                error = Some(errno_name(&std::io::Error::last_os_error()));
+                break;
+            }
+            _ => ok += 1,
+        }
+    }
+    json!({ "forked": ok, "error": error })
+}
+
+fn try_op(op: &str, path: &str, dev: &[&str]) -> String {
     let c = CString::new(path).unwrap_or_default();
     let res: std::io::Result<()> = match op {
         "mkdir" => fs::create_dir(path),
         "open-read" => fs::File::open(path).map(drop),
         "open-write" => fs::OpenOptions::new().write(true).open(path).map(drop),
         "mknod" => {
+            let kind = match dev.first() {
+                Some(&"b") => libc::S_IFBLK,
+                _ => libc::S_IFCHR,
+            };
+            let num = |i: usize, d: u32| dev.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+            let rdev = libc::makedev(num(1, 1), num(2, 3));
             // SAFETY: mknod with a valid NUL-terminated path.
-            let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+            let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, rdev) };
             if r == 0 {
                 Ok(())
             } else {
@@ -189,7 +254,12 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
     match arg(1) {
         "report" => println!("{}", report()),
-        "try" => println!("{}", try_op(arg(2), arg(3))),
+        "try" => {
+            let dev: Vec<&str> = args.iter().skip(4).map(String::as_str).collect();
+            println!("{}", try_op(arg(2), arg(3), &dev));
+        }
+        "stat" => println!("{}", stat(arg(2))),
+        "fork" => println!("{}", fork_many(arg(2).parse().unwrap_or(1))),
         "read" => match fs::read_to_string(arg(2)) {
             Ok(s) => print!("{s}"),
             Err(e) => {
@@ -210,7 +280,7 @@ fn main() {
             println!("allocated {}", v.len());
         }
         _ => {
-            eprintln!("usage: isola-probe report | try OP PATH | read PATH | sleep SECS | exit CODE | alloc MIB");
+            eprintln!("usage: isola-probe report | try OP PATH [c|b MAJ MIN] | read PATH | stat PATH | fork N | sleep SECS | exit CODE | alloc MIB");
             std::process::exit(2);
         }
     }

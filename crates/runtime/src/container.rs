@@ -219,7 +219,7 @@ impl Runtime {
         drop(child);
         drop(setup);
         pids.push(child_pid.as_raw());
-        let init_pid = self.drive_setup(&parent, child_pid, &record, spec, &linux, &cgroup)?;
+        let init_pid = self.drive_setup(&parent, child_pid, &record, spec, &linux)?;
         pids.push(init_pid);
         let mut record = record;
         record.pid = Some(init_pid);
@@ -246,7 +246,6 @@ impl Runtime {
         record: &Record,
         spec: &oci_spec::runtime::Spec,
         linux: &oci_spec::runtime::Linux,
-        cgroup: &Cgroup,
     ) -> Result<i32> {
         let fail = |m: Message| match m {
             Message::Error { message, code } => Error::Init {
@@ -260,7 +259,8 @@ impl Runtime {
                 code: 1,
             },
         };
-        cgroup.add_process(child.as_raw())?;
+        // The child joins its cgroup itself (writing "0" to `tasks` is far cheaper than moving
+        // another process through `cgroup.procs`); the parent only lets it go on.
         chan.send(&Message::Go)
             .map_err(|e| Error::sys("talk to setup process", e))?;
         let mut init_pid = None;
@@ -540,6 +540,7 @@ impl Container {
             };
         let (parent, child) = sync::pair().map_err(|e| Error::sys("create socket pair", e))?;
         let setup = ExecSetup {
+            cgroup: self.cgroup.clone(),
             process: process.clone(),
             seccomp,
             console,
@@ -558,7 +559,6 @@ impl Container {
         drop(setup);
         let id = self.record.id.clone();
         let run = || -> Result<i32> {
-            self.cgroup.add_process(child_pid.as_raw())?;
             parent
                 .send(&Message::Go)
                 .map_err(|e| Error::sys("talk to exec process", e))?;
@@ -659,6 +659,25 @@ fn wait_cgroup_empty(cg: &Cgroup, max: Duration) {
     }
 }
 
+/// A socket path that stays short whatever the state root's length (Unix socket paths are limited
+/// to 108 bytes): the socket's directory is opened and named through `/proc/self/fd`.
+fn short_socket_path(path: &Path) -> Result<(OwnedFd, PathBuf)> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default();
+    let fd: OwnedFd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", dir, e))?;
+    let short = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .join(name);
+    Ok((fd, short))
+}
+
 fn listen_start(path: &Path) -> Result<OwnedFd> {
     use rustix::net::{
         bind, listen, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
@@ -670,7 +689,8 @@ fn listen_start(path: &Path) -> Result<OwnedFd> {
         None,
     )
     .map_err(|e| Error::io("create socket", path, e))?;
-    let addr = SocketAddrUnix::new(path).map_err(|e| Error::io("socket address", path, e))?;
+    let (_dir, short) = short_socket_path(path)?;
+    let addr = SocketAddrUnix::new(&short).map_err(|e| Error::io("socket address", path, e))?;
     bind(&fd, &addr).map_err(|e| Error::io("bind", path, e))?;
     listen(&fd, 1).map_err(|e| Error::io("listen", path, e))?;
     Ok(fd)
@@ -687,7 +707,8 @@ fn connect_start(path: &Path) -> Result<Channel> {
         None,
     )
     .map_err(|e| Error::io("create socket", path, e))?;
-    let addr = SocketAddrUnix::new(path).map_err(|e| Error::io("socket address", path, e))?;
+    let (_dir, short) = short_socket_path(path)?;
+    let addr = SocketAddrUnix::new(&short).map_err(|e| Error::io("socket address", path, e))?;
     connect(&fd, &addr).map_err(|e| Error::io("connect", path, e))?;
     Ok(Channel::from_fd(fd))
 }

@@ -39,6 +39,7 @@ pub(crate) struct InitSetup {
 /// What an exec'd process needs, prepared by the parent before `fork`.
 #[derive(Debug)]
 pub(crate) struct ExecSetup {
+    pub cgroup: Cgroup,
     pub process: Process,
     pub seccomp: Option<SeccompProgram>,
     pub console: Option<OwnedFd>,
@@ -108,6 +109,7 @@ pub(crate) fn stage1(chan: Channel, setup: InitSetup) -> ! {
 fn stage1_inner(chan: &Channel, setup: &InitSetup) -> Result<i32> {
     // Until the container program execs, no process in the container may open our memory or binary.
     syscall::set_dumpable(false)?;
+    setup.cgroup.join_self()?;
     expect_go(chan)?;
     let namespaces = setup
         .spec
@@ -223,6 +225,10 @@ fn init_setup(chan: &Channel, setup: &InitSetup) -> Result<Channel> {
     if let Some(sysctl) = linux.sysctl() {
         process::write_sysctls(sysctl)?;
     }
+    // The working directory is created (if missing) while the root is still writable.
+    if let Some(p) = spec.process() {
+        rootfs::ensure_cwd(p.cwd())?;
+    }
     rootfs::finish(spec, prepared)?;
     let process = spec.process().clone().unwrap_or_default();
     if let Some(console) = &setup.console {
@@ -232,6 +238,10 @@ fn init_setup(chan: &Channel, setup: &InitSetup) -> Result<Channel> {
     if let Some(score) = process.oom_score_adj() {
         process::set_oom_score_adj(None, score)?;
     }
+    // A program that does not exist fails `create`, not `start` (callers such as podman map this
+    // error to exit status 127, or 126 when it is not executable).
+    let args = process.args().clone().unwrap_or_default();
+    process::find_executable(&args[0], process.env().as_deref().unwrap_or_default())?;
     chan.send(&Message::Ready)
         .map_err(|e| Error::sys("report ready", e))?;
     // Wait for `start`: one connection on the start socket.
@@ -313,6 +323,7 @@ fn finish_process(process: &Process, seccomp: Option<&SeccompProgram>, keep: &[i
 pub(crate) fn exec_stage1(chan: Channel, setup: ExecSetup) -> ! {
     let run = || -> Result<i32> {
         syscall::set_dumpable(false)?;
+        setup.cgroup.join_self()?;
         expect_go(&chan)?;
         setup.joins.join(None)?;
         if setup.joins.has(LinuxNamespaceType::User) {

@@ -134,6 +134,14 @@ pub fn run(args: RunArgs, root: &Path) -> anyhow::Result<u8> {
     };
     let pid = container.pid().expect("created container has a pid");
     let code = waiter.wait(pid)?;
+    if let Ok(c) = rt.container(&args.id) {
+        if c.cgroup().oom_kills().unwrap_or(0) > 0 {
+            tracing::warn!(
+                "container {}: a process was killed by the OOM killer (memory limit reached)",
+                args.id
+            );
+        }
+    }
     if !args.keep {
         rt.container(&args.id)?.delete(true)?;
     }

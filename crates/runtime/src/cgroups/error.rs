@@ -25,6 +25,14 @@ pub enum CgroupError {
         /// The offending line.
         line: String,
     },
+    /// The calling process could not move itself into the cgroup.
+    #[error("cgroup: join {}: {}", path.display(), describe(source))]
+    Join {
+        /// The `tasks` or `cgroup.procs` file.
+        path: PathBuf,
+        /// The reason.
+        source: io::Error,
+    },
     /// No cgroup hierarchy (v1 or v2) is mounted.
     #[error("cgroup: no cgroup filesystem is mounted on this host")]
     NotMounted,

@@ -292,6 +292,18 @@ impl Cgroup {
         }
     }
 
+    /// Moves the calling process (single-threaded) into the cgroup, in every hierarchy: `0` written
+    /// to `tasks` on v1 (much cheaper than a write of another PID to `cgroup.procs`, which waits for
+    /// an RCU grace period) and to `cgroup.procs` on cgroup2.
+    pub fn join_self(&self) -> Result<(), CgroupError> {
+        for h in self.hierarchies() {
+            let file = if h.unified { "cgroup.procs" } else { "tasks" };
+            let path = h.host_dir.join(file);
+            std::fs::write(&path, "0").map_err(|e| CgroupError::Join { path, source: e })?;
+        }
+        Ok(())
+    }
+
     /// The hierarchies the cgroup lives in, for the container's `/sys/fs/cgroup` view.
     pub fn hierarchies(&self) -> Vec<Hierarchy> {
         match self {

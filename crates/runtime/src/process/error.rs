@@ -127,7 +127,7 @@ pub enum ProcessError {
     },
 
     /// `args[0]` does not exist (a shell would exit with 127).
-    #[error("process.args[0] {arg0:?}: executable file not found{where_}")]
+    #[error("process.args[0] {arg0:?}: {}", if where_.is_empty() { "no such file or directory".to_owned() } else { format!("executable file not found{where_}") })]
     NotFound {
         /// `args[0]`.
         arg0: String,

@@ -98,7 +98,7 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<CString, ProcessErr
         }),
         None => Err(ProcessError::NotFound {
             arg0: arg0.to_owned(),
-            where_: format!(" in PATH {path_var:?}"),
+            where_: format!(" in $PATH ({path_var})"),
         }),
     }
 }
@@ -262,7 +262,7 @@ mod tests {
         assert!(err.is_not_found() && !err.is_not_executable(), "{err}");
         assert!(err
             .to_string()
-            .contains("executable file not found in PATH"));
+            .contains("executable file not found in $PATH"));
 
         let err = find_executable("plain", &env).unwrap_err();
         assert!(err.is_not_executable() && !err.is_not_found(), "{err}");

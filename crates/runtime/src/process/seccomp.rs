@@ -248,7 +248,7 @@ fn unknown_names(seccomp: &LinuxSeccomp) -> Vec<String> {
 /// Returns warnings: syscall names the host architecture does not know (skipped, as runc does) and
 /// architectures other than the host's (ignored).
 pub(super) fn validate(seccomp: &LinuxSeccomp) -> Result<Vec<String>, ProcessError> {
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     if TARGET.is_none() {
         return Err(ProcessError::SeccompCompile(format!(
             "no system call table for {}; only x86_64 is supported",
@@ -281,12 +281,14 @@ pub(super) fn validate(seccomp: &LinuxSeccomp) -> Result<Vec<String>, ProcessErr
     }
     let unknown = unknown_names(seccomp);
     if !unknown.is_empty() {
-        warnings.push(format!(
+        // Profiles list the calls of every architecture; skipping the foreign ones is routine
+        // (runc and crun do it silently), so this is a debug message, not a warning.
+        tracing::debug!(
             "linux.seccomp: {} syscall name(s) unknown on {}, skipped: {}",
             unknown.len(),
             std::env::consts::ARCH,
             unknown.join(", ")
-        ));
+        );
     }
     let foreign: Vec<String> = seccomp
         .architectures()

@@ -118,11 +118,9 @@ fn syscall_table_lookups() {
 #[test]
 fn docker_like_profile() {
     let seccomp = profile(DOCKER_LIKE);
+    // Names of other architectures are skipped without a warning (a debug message only).
     let warnings = validate(&seccomp).unwrap();
-    assert_eq!(
-        warnings,
-        ["linux.seccomp: 2 syscall name(s) unknown on x86_64, skipped: socketcall, arm_fadvise64_64"]
-    );
+    assert!(warnings.is_empty(), "{warnings:?}");
     let prog = compile_seccomp(&seccomp).unwrap();
     assert_eq!(prog.skipped_syscalls(), ["socketcall", "arm_fadvise64_64"]);
     // Base filter + ERRNO(ENOSYS); the mount rule equals the default and is left out.
