@@ -3,4 +3,23 @@
 //! holds its stdio, writes its log, reaps it and records its exit. The engine reaches an isolation
 //! mode (process or VM) only through one trait.
 
+pub mod client;
 pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod inspect;
+pub mod isolation;
+pub mod logs;
+pub mod monitor;
+pub mod names;
+pub mod paths;
+pub mod rootfs;
+pub mod settings;
+pub mod spec;
+pub mod state;
+
+pub use engine::{CreateRequest, Engine};
+pub use error::{Error, Result};
+pub use paths::Roots;

@@ -202,14 +202,14 @@ impl Store {
                 ),
             });
         }
-        if remaining.is_empty() && !force {
-            let users = users(&id);
-            if !users.is_empty() {
-                return Err(Error::Conflict {
-                    image: name.to_owned(),
-                    reason: format!("image is in use by container {} (use -f)", users.join(", ")),
-                });
-            }
+        // An image that containers use keeps its content: without -f the removal is refused; with
+        // -f only its names go (it stays as an untagged image until its containers are removed).
+        let in_use = if remaining.is_empty() { users(&id) } else { Vec::new() };
+        if !in_use.is_empty() && !force {
+            return Err(Error::Conflict {
+                image: name.to_owned(),
+                reason: format!("image is in use by container {} (use -f)", in_use.join(", ")),
+            });
         }
         let untag: Vec<String> = match by_tag {
             Some(t) => vec![t],
@@ -228,7 +228,7 @@ impl Store {
                 .unwrap_or(t);
             done.push(Removed::Untagged(shown));
         }
-        if remaining.is_empty() {
+        if remaining.is_empty() && in_use.is_empty() {
             self.db().delete_image(&id)?;
             done.push(Removed::Deleted(id));
             self.gc()?;

@@ -1,0 +1,222 @@
+//! `isola exec`: a new process in a running container, from the container's own process settings
+//! (its config.json) with the command, environment, user, working directory and terminal asked for.
+//! The CLI is the parent: it waits for the process (as a child subreaper) and returns its exit code.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use isola_runtime::oci::Process;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::isolation::Console;
+
+/// What `isola exec` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// Command and arguments.
+    pub cmd: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`: the process reads the CLI's stdin (otherwise /dev/null).
+    pub interactive: bool,
+    /// `-d`: return at once.
+    pub detach: bool,
+    /// `-e KEY=VALUE` (a bare KEY takes the CLI's value).
+    pub env: Vec<String>,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
+    /// `-w DIR`.
+    pub workdir: Option<String>,
+}
+
+impl Engine {
+    /// Runs the command in the container; returns its exit code (0 with `detach`). Docker's codes:
+    /// 126 cannot invoke, 127 not found, 128+N killed by signal N.
+    pub fn exec(&self, key: &str, req: &ExecRequest) -> Result<i32> {
+        let r = self.running(key)?;
+        if req.cmd.is_empty() {
+            return Err(Error::StartFailed {
+                message: "exec needs a command".into(),
+                code: 125,
+            });
+        }
+        let spec = self.bundle_spec(&r)?;
+        let mut p: Process = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(req.cmd.clone()));
+        p.set_terminal(Some(req.tty));
+        p.set_console_size(None);
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in &req.env {
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => match std::env::var(kv) {
+                    Ok(v) => (kv.clone(), v),
+                    Err(_) => continue,
+                },
+            };
+            env.retain(|e| e.split('=').next() != Some(key.as_str()));
+            env.push(format!("{key}={value}"));
+        }
+        p.set_env(Some(env));
+        if let Some(w) = &req.workdir {
+            if !w.starts_with('/') {
+                return Err(Error::StartFailed {
+                    message: format!("-w {w:?}: the working directory must be absolute"),
+                    code: 125,
+                });
+            }
+            p.set_cwd(PathBuf::from(w));
+        }
+        if let Some(u) = &req.user {
+            let resolved = crate::spec::user::resolve(&self.rootfs(&r), "-u", u)?;
+            let mut user = p.user().clone();
+            user.set_uid(resolved.uid);
+            user.set_gid(resolved.gid);
+            user.set_additional_gids(Some(resolved.additional_gids));
+            p.set_user(user);
+        }
+        let mode = self.mode(&r);
+        if !req.detach {
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(|e| Error::io("become subreaper", "", e.into()))?;
+        }
+        let pid = if req.tty {
+            let dir = self.roots().run_dir(&r.id);
+            let path = dir.join(format!("exec-{}.sock", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let listener =
+                UnixListener::bind(&path).map_err(|e| Error::io("listen on", &path, e))?;
+            let console = Console {
+                socket: Some(path.clone()),
+            };
+            let pid = mode.exec(&r.id, &p, &console);
+            let master = pid.as_ref().ok().map(|_| {
+                listener
+                    .accept()
+                    .and_then(|(c, _)| crate::monitor::io::recv_fd(c.as_fd()))
+                    .map_err(|e| Error::io("receive terminal from", &path, e))
+            });
+            let _ = std::fs::remove_file(&path);
+            let pid = pid?;
+            if let Some(master) = master {
+                let master = master?;
+                if req.detach {
+                    return Ok(0);
+                }
+                return proxy_terminal(master, pid);
+            }
+            pid
+        } else if req.interactive {
+            mode.exec(&r.id, &p, &Console::default())?
+        } else {
+            with_null_stdin(|| mode.exec(&r.id, &p, &Console::default()))?
+        };
+        if req.detach {
+            return Ok(0);
+        }
+        Ok(wait_code(pid))
+    }
+}
+
+/// Waits for `pid` (a child, or a grandchild of a subreaper) and returns Docker's exit code.
+fn wait_code(pid: i32) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return 125,
+        }
+    }
+}
+
+/// Runs `f` with /dev/null as this process's stdin, so that what it starts does not read the CLI's.
+fn with_null_stdin<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use std::os::fd::FromRawFd;
+    let null = std::fs::File::open("/dev/null").map_err(|e| Error::io("open", "/dev/null", e))?;
+    // SAFETY: fd 0 is open (standard input); it is saved and restored around `f`.
+    let saved = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) }
+        .try_clone_to_owned()
+        .map_err(|e| Error::io("save", "standard input", e))?;
+    let set = |fd: &OwnedFd| {
+        // SAFETY: dup2 onto fd 0; the wrapper is forgotten so fd 0 stays open.
+        let mut zero = unsafe { OwnedFd::from_raw_fd(0) };
+        let r = rustix::io::dup2(fd, &mut zero);
+        std::mem::forget(zero);
+        r
+    };
+    set(&OwnedFd::from(null)).map_err(|e| Error::io("redirect", "standard input", e.into()))?;
+    let out = f();
+    let _ = set(&saved);
+    out
+}
+
+/// Copies between the CLI's terminal (in raw mode) and the exec'd process's terminal until the
+/// process ends; returns its exit code.
+fn proxy_terminal(master: OwnedFd, pid: i32) -> Result<i32> {
+    let raw = RawTerminal::enter();
+    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdout()) {
+        let _ = rustix::termios::tcsetwinsize(&master, ws);
+    }
+    let input = master
+        .try_clone()
+        .map_err(|e| Error::io("duplicate", "terminal", e))?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match rustix::io::read(std::io::stdin(), &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if crate::monitor::io::write_all(&input, &buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut buf = [0u8; 8192];
+    loop {
+        match rustix::io::read(&master, &mut buf) {
+            Ok(0) | Err(rustix::io::Errno::IO) => break,
+            Ok(n) => {
+                let _ = crate::monitor::io::write_all(std::io::stdout(), &buf[..n]);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    drop(raw);
+    Ok(wait_code(pid))
+}
+
+struct RawTerminal(Option<rustix::termios::Termios>);
+
+impl RawTerminal {
+    fn enter() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(saved) = rustix::termios::tcgetattr(&stdin) else {
+            return Self(None);
+        };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+        Self(Some(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
+        }
+    }
+}
