@@ -58,7 +58,7 @@ fn winsize_frame() -> Option<[u8; 4]> {
 pub fn connect(socket: &Path) -> Result<UnixStream> {
     let mut last = None;
     for _ in 0..200 {
-        match UnixStream::connect(socket) {
+        match crate::paths::connect_unix(socket) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }

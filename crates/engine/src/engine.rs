@@ -348,6 +348,13 @@ impl Engine {
     /// Thaws a paused container.
     pub fn unpause(&self, key: &str) -> Result<()> {
         let r = self.get(key)?;
+        if r.state.status != Status::Paused {
+            return Err(Error::BadStatus {
+                name: r.name,
+                status: r.state.status.to_string(),
+                hint: "it is not paused".into(),
+            });
+        }
         self.mode(&r).resume(&r.id)?;
         self.db
             .update_state(&r.id, |s| s.status = Status::Running)?;

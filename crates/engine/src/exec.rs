@@ -3,7 +3,6 @@
 //! The CLI is the parent: it waits for the process (as a child subreaper) and returns its exit code.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use isola_runtime::oci::Process;
@@ -87,9 +86,8 @@ impl Engine {
         let pid = if req.tty {
             let dir = self.roots().run_dir(&r.id);
             let path = dir.join(format!("exec-{}.sock", std::process::id()));
-            let _ = std::fs::remove_file(&path);
             let listener =
-                UnixListener::bind(&path).map_err(|e| Error::io("listen on", &path, e))?;
+                crate::paths::bind_unix(&path).map_err(|e| Error::io("listen on", &path, e))?;
             let console = Console {
                 socket: Some(path.clone()),
             };

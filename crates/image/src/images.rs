@@ -204,11 +204,18 @@ impl Store {
         }
         // An image that containers use keeps its content: without -f the removal is refused; with
         // -f only its names go (it stays as an untagged image until its containers are removed).
-        let in_use = if remaining.is_empty() { users(&id) } else { Vec::new() };
+        let in_use = if remaining.is_empty() {
+            users(&id)
+        } else {
+            Vec::new()
+        };
         if !in_use.is_empty() && !force {
             return Err(Error::Conflict {
                 image: name.to_owned(),
-                reason: format!("image is in use by container {} (use -f)", in_use.join(", ")),
+                reason: format!(
+                    "image is in use by container {} (use -f)",
+                    in_use.join(", ")
+                ),
             });
         }
         let untag: Vec<String> = match by_tag {

@@ -2,6 +2,7 @@
 //! calls the library; errors are printed once, as one line with their whole cause chain.
 
 mod commands;
+mod exit;
 mod progress;
 mod util;
 
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// Exit status when isola itself fails, as Docker uses it.
-const EXIT_ISOLA_FAILED: u8 = 125;
+const EXIT_ISOLA_FAILED: u8 = exit::ISOLA_FAILED;
 
 /// isola — run OCI containers with process or VM isolation.
 #[derive(Debug, Parser)]
@@ -75,22 +76,49 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ISOLA_FAILED);
         }
     };
-    tracing_subscriber::fmt()
-        .with_max_level(cli.log_level)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
     let ctx = Context {
         root: cli.root,
         run_root: cli.run_root,
     };
+    // Monitors started by this command log at the same level.
+    std::env::set_var("ISOLA_LOG_LEVEL", cli.log_level.as_str());
+    init_logging(cli.log_level, commands::log_file(&cli.command, &ctx));
     match commands::run(cli.command, &ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {}", util::error_chain(&err));
-            ExitCode::from(EXIT_ISOLA_FAILED)
+            let (code, print) = exit::status(&err);
+            if print {
+                eprintln!("Error: {}", util::error_chain(&err));
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// Logs to stderr, or (for the monitor, whose stderr is /dev/null) appends to `file` with times.
+fn init_logging(level: tracing::Level, file: Option<PathBuf>) {
+    let opened = file.and_then(|path| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok()?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
+    match opened {
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init(),
     }
 }

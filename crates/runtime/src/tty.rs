@@ -17,8 +17,21 @@ use crate::error::{Error, Result};
 
 /// Connects to the caller's console socket (before pivot_root, while the host path resolves).
 pub fn connect(path: &Path) -> Result<OwnedFd> {
-    let s =
-        UnixStream::connect(path).map_err(|e| Error::io("connect to console socket", path, e))?;
+    // Named through its directory's descriptor, so a path longer than a socket address allows works.
+    let err = |e| Error::io("connect to console socket", path, e);
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(e.into()))?;
+    let short = Path::new(&format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir_fd)
+    ))
+    .join(path.file_name().unwrap_or_default());
+    let s = UnixStream::connect(short).map_err(err)?;
     Ok(OwnedFd::from(s))
 }
 

@@ -10,7 +10,6 @@ mod serve;
 
 use std::fs::File;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -188,10 +187,17 @@ impl Monitor<'_> {
             }
         };
         let socket_path = self.roots.socket(&id);
-        let _ = std::fs::remove_file(&socket_path);
-        let listener = UnixListener::bind(&socket_path)
-            .map_err(|e| Error::io("listen on", &socket_path, e))?;
-        let mut server = serve::Server::new(listener, stdio, self.roots.log(&id), sigfd)?;
+        let server = crate::paths::bind_unix(&socket_path)
+            .map_err(|e| Error::io("listen on", &socket_path, e))
+            .and_then(|listener| serve::Server::new(listener, stdio, self.roots.log(&id), sigfd));
+        let mut server = match server {
+            Ok(s) => s,
+            Err(e) => {
+                // The container exists but cannot be served: remove it rather than leave it waiting.
+                self.fail_before_start(&e, 125);
+                return Err(e);
+            }
+        };
         if wait_attach {
             report(
                 &mut self.ready,
@@ -308,8 +314,7 @@ impl Monitor<'_> {
         let tty = self.record.config.tty;
         let (stdio, console, console_listener) = if tty {
             let path = self.roots.run_dir(&id).join("console.sock");
-            let _ = std::fs::remove_file(&path);
-            let l = UnixListener::bind(&path).map_err(|e| Error::io("listen on", &path, e))?;
+            let l = crate::paths::bind_unix(&path).map_err(|e| Error::io("listen on", &path, e))?;
             (None, Console { socket: Some(path) }, Some(l))
         } else {
             (Some(self.pipes()?), Console::default(), None)

@@ -18,9 +18,21 @@ pub struct Args {
 /// Removes each image, printing what was untagged and deleted; fails if any could not be removed.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let store = super::open_store(ctx)?;
+    // Without a container database there are no containers (and none is made just to look).
+    let engine = if ctx.root.join("containers.db").exists() {
+        Some(super::open_engine(ctx)?)
+    } else {
+        None
+    };
+    let users = |id: &isola_image::Digest| -> Vec<String> {
+        engine
+            .as_ref()
+            .map(|e| e.image_users(&id.to_string()).unwrap_or_default())
+            .unwrap_or_default()
+    };
     let mut failed = Vec::new();
     for name in &args.images {
-        match store.remove_image(name, args.force, &|_| Vec::new()) {
+        match store.remove_image(name, args.force, &users) {
             Ok(done) => {
                 for d in done {
                     match d {
