@@ -10,6 +10,7 @@ packages=(
     attr              # getfattr: tests read overlayfs xattrs
     busybox-static    # the built-in busybox image
     tini              # --init: tini-static is bind-mounted into containers as their PID 1
+    tmux              # tests: interactive -it sessions
     debootstrap       # the Debian test image (scripts/test-assets.sh)
     podman
     skopeo            # tests: other tools read isola's archives
