@@ -11,6 +11,8 @@ packages=(
     busybox-static    # the built-in busybox image
     tini              # --init: tini-static is bind-mounted into containers as their PID 1
     tmux              # tests: interactive -it sessions
+    qemu-system-x86   # VM isolation: the VMM
+    cpio              # VM isolation: the guest initramfs
     debootstrap       # the Debian test image (scripts/test-assets.sh)
     podman
     skopeo            # tests: other tools read isola's archives

@@ -1,0 +1,356 @@
+//! The typed messages of the protocol (the schema). Serialised as JSON inside a frame
+//! ([`crate::frame`]); serde's default external tagging, e.g. `{"Request":{"id":1,"body":"Ping"}}`.
+//!
+//! Conversation: the agent sends [`Message::Hello`] once the channel is open; the host then sends
+//! [`Message::Request`]s, each with a host-chosen `id`, and the agent answers each with exactly one
+//! [`Message::Response`] carrying the same `id` (answers may come out of order). Byte streams
+//! (stdio of the container and of each exec) flow both ways as [`Message::Stream`] chunks on
+//! host-allocated stream ids, ended by [`Message::StreamClose`]. The agent reports things nobody
+//! asked for (a process exited, the agent panicked) as [`Message::Event`].
+//!
+//! Version 1 of the agent implements `Ping` and `Shutdown`; every other request is answered with
+//! [`WireErrorCode::Unsupported`]. Their shapes are here so the host side can be written against them.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest `data` of one [`Message::Stream`], in bytes (128 KiB). JSON spells a byte as up to 4
+/// characters (`"255,"`), so a full chunk stays well under [`MAX_PAYLOAD`](crate::MAX_PAYLOAD).
+pub const MAX_STREAM_CHUNK: usize = 128 * 1024;
+
+/// One protocol message; one per frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Message {
+    /// Agent → host, first message on the channel.
+    Hello {
+        /// Protocol version the agent speaks ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)).
+        version: u32,
+        /// The agent's own version (its crate version), for logs and `isola info`.
+        agent_version: String,
+    },
+    /// Host → agent: do something; answered by one [`Message::Response`] with the same `id`.
+    Request {
+        /// Chosen by the host, unique among its outstanding requests.
+        id: u64,
+        /// What to do.
+        body: Request,
+    },
+    /// Agent → host: the answer to the request `id`.
+    Response {
+        /// The `id` of the request answered.
+        id: u64,
+        /// The result, or why the request failed.
+        result: Result<Response, WireError>,
+    },
+    /// Either direction: bytes of stream `stream` (at most [`MAX_STREAM_CHUNK`]).
+    Stream {
+        /// Stream id, allocated by the host in [`StdioStreams`]; 0 is never used.
+        stream: u32,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Either direction: the sender writes no more on `stream` (EOF for its reader).
+    StreamClose {
+        /// Stream id.
+        stream: u32,
+    },
+    /// Agent → host: something happened that no request asked for.
+    Event(Event),
+}
+
+/// Requests the host sends (host → agent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Request {
+    /// Liveness check; answered with [`Response::Pong`].
+    Ping,
+    /// Create the container from an OCI bundle, not started yet (like `runc create`).
+    CreateContainer {
+        /// Container ID (the engine's).
+        id: String,
+        /// The bundle's `config.json` (OCI runtime spec), as JSON, validated by the agent.
+        spec: serde_json::Value,
+        /// Where the container's root filesystem comes from inside the guest.
+        rootfs: Vec<GuestMount>,
+        /// Stream ids for the container's stdio.
+        stdio: StdioStreams,
+    },
+    /// Start the created container's process.
+    Start {
+        /// Container ID.
+        id: String,
+    },
+    /// Send a signal to the container's init process (or to all its processes).
+    Signal {
+        /// Container ID.
+        id: String,
+        /// Signal number (Linux numbering, e.g. 15 for SIGTERM).
+        signal: i32,
+        /// Signal every process of the container, not only its init.
+        all: bool,
+    },
+    /// Run one more process in the container.
+    Exec {
+        /// Container ID.
+        id: String,
+        /// ID of this exec, chosen by the host.
+        exec_id: String,
+        /// The OCI `process` object (args, env, cwd, user, terminal, ...), as JSON.
+        process: serde_json::Value,
+        /// Stream ids for the exec's stdio.
+        stdio: StdioStreams,
+    },
+    /// Change the window size of a terminal stream.
+    ResizeTty {
+        /// The stream id of the terminal (its `stdout` stream).
+        stream: u32,
+        /// Rows, in characters.
+        rows: u16,
+        /// Columns, in characters.
+        cols: u16,
+    },
+    /// List the container's processes with guest PIDs; answered with [`Response::Top`].
+    Top {
+        /// Container ID.
+        id: String,
+    },
+    /// Wait for the container (or one exec) to exit; answered with [`Response::Exited`].
+    Wait {
+        /// Container ID.
+        id: String,
+        /// The exec to wait for; `None` means the container's init process.
+        exec_id: Option<String>,
+    },
+    /// Sync the guest's filesystems and power the VM off; answered with
+    /// [`Response::ShuttingDown`] before the agent reboots the guest (which ends QEMU).
+    Shutdown,
+}
+
+/// A filesystem the agent mounts inside the guest (rootfs layers, volumes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestMount {
+    /// Source: a device (`/dev/vda`), a virtio-fs or 9p tag, or a path in the guest.
+    pub source: String,
+    /// Mount point, relative to the container's root (`/` for the root itself).
+    pub target: String,
+    /// Filesystem type: `erofs`, `ext4`, `virtiofs`, `9p`, `overlay`, ...
+    pub fstype: String,
+    /// Mount options as `mount -o` spells them (`ro`, `trans=virtio`, ...).
+    pub options: Vec<String>,
+}
+
+/// Stream ids of a process's stdio; `None` = not connected (`/dev/null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioStreams {
+    /// Host → guest bytes for stdin.
+    pub stdin: Option<u32>,
+    /// Guest → host bytes of stdout (with `terminal`, the terminal's output).
+    pub stdout: Option<u32>,
+    /// Guest → host bytes of stderr (unused with `terminal`).
+    pub stderr: Option<u32>,
+    /// Run the process on a pseudo-terminal.
+    pub terminal: bool,
+}
+
+/// Successful answers (agent → host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// The request was carried out and has nothing to report.
+    Done,
+    /// Answer to `CreateContainer` / `Exec`: the process's guest PID.
+    Process {
+        /// Guest PID.
+        pid: i32,
+    },
+    /// Answer to [`Request::Top`].
+    Top {
+        /// One entry per process, in guest PID order.
+        processes: Vec<ProcessInfo>,
+    },
+    /// Answer to [`Request::Wait`].
+    Exited(ExitStatus),
+    /// Answer to [`Request::Shutdown`]; the VM ends right after.
+    ShuttingDown,
+}
+
+/// One process of a container as seen in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessInfo {
+    /// Guest PID.
+    pub pid: i32,
+    /// Guest parent PID.
+    pub ppid: i32,
+    /// Command line (`/proc/PID/cmdline`, NUL-separated arguments joined by spaces).
+    pub cmd: String,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitStatus {
+    /// Exit code when it exited, `None` when a signal killed it.
+    pub code: Option<i32>,
+    /// Signal number when a signal killed it.
+    pub signal: Option<i32>,
+    /// The guest's OOM killer killed it.
+    pub oom_killed: bool,
+}
+
+/// Unsolicited reports (agent → host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Event {
+    /// A container's init process or an exec exited.
+    Exited {
+        /// Container ID.
+        id: String,
+        /// The exec, `None` for the init process.
+        exec_id: Option<String>,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The agent received a frame it could not decode; the frame was dropped.
+    ProtocolError {
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The agent panicked; it powers the VM off right after sending this.
+    AgentPanic {
+        /// The panic message and location.
+        message: String,
+    },
+}
+
+/// A request's failure as it crosses the wire: a stable code plus a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(deny_unknown_fields)]
+#[error("{code:?}: {message}")]
+pub struct WireError {
+    /// What kind of failure, for the host to act on.
+    pub code: WireErrorCode,
+    /// Details, for humans.
+    pub message: String,
+}
+
+impl WireError {
+    /// A `WireError` from a code and a message.
+    pub fn new(code: WireErrorCode, message: impl Into<String>) -> WireError {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Stable failure codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireErrorCode {
+    /// This agent does not implement the request.
+    Unsupported,
+    /// The request is malformed (bad spec, unknown stream, ...).
+    InvalidRequest,
+    /// No such container, exec or stream.
+    NotFound,
+    /// A container or exec with that ID exists already.
+    AlreadyExists,
+    /// The agent is shutting down.
+    ShuttingDown,
+    /// The request failed inside the guest (a syscall, the runtime library).
+    Internal,
+}
+
+impl Message {
+    /// Splits `data` into [`Message::Stream`] chunks of at most [`MAX_STREAM_CHUNK`] bytes.
+    pub fn stream_chunks(stream: u32, data: &[u8]) -> impl Iterator<Item = Message> + '_ {
+        data.chunks(MAX_STREAM_CHUNK).map(move |c| Message::Stream {
+            stream,
+            data: c.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    #[test]
+    fn wire_shape_is_stable() {
+        let m = Message::Request {
+            id: 1,
+            body: Request::Ping,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"Request":{"id":1,"body":"Ping"}}"#
+        );
+        let r = Message::Response {
+            id: 1,
+            result: Err(WireError::new(WireErrorCode::Unsupported, "x")),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"Response":{"id":1,"result":{"Err":{"code":"unsupported","message":"x"}}}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let bad = br#"{"Request":{"id":1,"body":"Ping","extra":0}}"#;
+        assert!(frame::decode_payload(bad).is_err());
+    }
+
+    #[test]
+    fn full_stream_chunk_fits_a_frame() {
+        let data = vec![255u8; MAX_STREAM_CHUNK * 2 + 1];
+        let chunks: Vec<_> = Message::stream_chunks(9, &data).collect();
+        assert_eq!(chunks.len(), 3);
+        for c in &chunks {
+            frame::encode(c).unwrap();
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = [
+            Request::CreateContainer {
+                id: "c1".into(),
+                spec: serde_json::json!({"ociVersion": "1.0.2"}),
+                rootfs: vec![GuestMount {
+                    source: "/dev/vda".into(),
+                    target: "/".into(),
+                    fstype: "erofs".into(),
+                    options: vec!["ro".into()],
+                }],
+                stdio: StdioStreams {
+                    stdin: None,
+                    stdout: Some(1),
+                    stderr: Some(2),
+                    terminal: false,
+                },
+            },
+            Request::Signal {
+                id: "c1".into(),
+                signal: 15,
+                all: true,
+            },
+            Request::Wait {
+                id: "c1".into(),
+                exec_id: Some("e1".into()),
+            },
+            Request::Shutdown,
+        ];
+        for body in reqs {
+            let m = Message::Request { id: 3, body };
+            let (back, _) = frame::decode(&frame::encode(&m).unwrap()).unwrap();
+            assert_eq!(back, m);
+        }
+    }
+}
