@@ -160,7 +160,20 @@ impl IsolationMode for ProcessMode {
     fn delete(&self, id: &str) -> Result<()> {
         match self.container(id) {
             Ok(c) => Ok(c.delete(true)?),
-            Err(Error::Runtime(isola_runtime::Error::NotFound(_))) => Ok(()),
+            // The runtime's state is gone (its run root was wiped, as by a reboot) but its cgroup
+            // may remain: the engine names it `/isola/<id>`, so remove it (and anything in it).
+            Err(Error::Runtime(isola_runtime::Error::NotFound(_))) => {
+                let cg = isola_runtime::cgroups::Cgroup::new(None, id)
+                    .map_err(isola_runtime::Error::from)?;
+                let _ = cg.kill_all(libc::SIGKILL);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while cg.pids().is_ok_and(|p| !p.is_empty()) && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                cg.destroy().map_err(isola_runtime::Error::from)?;
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
