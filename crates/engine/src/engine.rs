@@ -409,7 +409,16 @@ impl Engine {
 }
 
 fn monitor_alive(s: &State) -> bool {
+    // A zombie (killed, not yet reaped) is as dead as a process that is gone.
+    let zombie = std::fs::read_to_string(format!("/proc/{}/stat", s.monitor_pid))
+        .ok()
+        .and_then(|st| {
+            st.rfind(')')
+                .map(|i| st[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
     s.monitor_pid > 0
+        && !zombie
         && isola_runtime::state::pid_start_time(s.monitor_pid).is_some_and(|t| t == s.monitor_start)
 }
 

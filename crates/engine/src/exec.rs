@@ -161,6 +161,23 @@ fn proxy_terminal(master: OwnedFd, pid: i32) -> Result<i32> {
     if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdout()) {
         let _ = rustix::termios::tcsetwinsize(&master, ws);
     }
+    // The window size follows the CLI's terminal (SIGWINCH).
+    let resized = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if signal_hook::flag::register(signal_hook::consts::SIGWINCH, resized.clone()).is_ok() {
+        let sizer = master
+            .try_clone()
+            .map_err(|e| Error::io("duplicate", "terminal", e))?;
+        std::thread::spawn(move || loop {
+            if resized.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdout()) {
+                    if rustix::termios::tcsetwinsize(&sizer, ws).is_err() {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        });
+    }
     let input = master
         .try_clone()
         .map_err(|e| Error::io("duplicate", "terminal", e))?;

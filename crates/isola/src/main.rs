@@ -76,9 +76,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ISOLA_FAILED);
         }
     };
+    // Absolute roots: bundles, mounts and the monitor (which may run elsewhere) depend on them.
     let ctx = Context {
-        root: cli.root,
-        run_root: cli.run_root,
+        root: std::path::absolute(&cli.root).unwrap_or(cli.root),
+        run_root: std::path::absolute(&cli.run_root).unwrap_or(cli.run_root),
     };
     // Monitors started by this command log at the same level.
     std::env::set_var("ISOLA_LOG_LEVEL", cli.log_level.as_str());

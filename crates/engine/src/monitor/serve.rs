@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use super::io::{read_some, set_nonblocking, set_winsize, write_all};
+use super::io::{read_some, set_nonblocking, set_winsize};
 use super::proto::{parse_frame, write_frame, Exit, Hello, Kind};
 use super::Stdio;
 use crate::error::{Error, Result};
@@ -21,6 +21,8 @@ use crate::logs;
 
 /// Longest a client may take to accept a frame before it is dropped.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unwritten container input above which clients are no longer read, in bytes.
+const MAX_PENDING: usize = 4 << 20;
 /// How long output is still read after the container's process ended.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -39,6 +41,11 @@ pub(crate) struct Server {
     sigfd: SignalFd,
     status: Option<WaitStatus>,
     pid: i32,
+    /// Input for the container not yet written (its stdin is non-blocking, so a container that does
+    /// not read, or has not started yet, never blocks the monitor).
+    pending: Vec<u8>,
+    /// Close the container's stdin once `pending` is written.
+    close_input: bool,
 }
 
 /// Blocks SIGCHLD (before the container exists, so its exit cannot be missed) and returns a
@@ -63,7 +70,7 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("configure", "monitor socket", e))?;
-        for fd in [&stdio.out, &stdio.err].into_iter().flatten() {
+        for fd in [&stdio.out, &stdio.err, &stdio.input].into_iter().flatten() {
             set_nonblocking(fd.as_fd())
                 .map_err(|e| Error::io("configure", "container output", e))?;
         }
@@ -75,6 +82,8 @@ impl Server {
             sigfd,
             status: None,
             pid: 0,
+            pending: Vec::new(),
+            close_input: false,
         })
     }
 
@@ -128,6 +137,7 @@ impl Server {
 
     fn poll_once(&mut self, timeout: Duration) {
         let ts = Timespec::try_from(timeout).unwrap_or_default();
+        let mut writable = false;
         let (ready_out, ready_err, ready_listen, ready_sig, ready_clients) = {
             let mut fds: Vec<PollFd<'_>> = Vec::new();
             let out_i = self.stdio.out.as_ref().map(|fd| {
@@ -142,14 +152,32 @@ impl Server {
             let listen_i = fds.len() - 1;
             fds.push(PollFd::new(&self.sigfd, PollFlags::IN));
             let sig_i = fds.len() - 1;
+            let input_i = match (&self.stdio.input, self.pending.is_empty()) {
+                (Some(fd), false) => {
+                    fds.push(PollFd::new(fd, PollFlags::OUT));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
+            // With much input still unwritten, clients are not read: their sockets fill up and
+            // the attached CLI waits (backpressure instead of unbounded memory).
             let first_client = fds.len();
+            let read_clients = self.pending.len() < MAX_PENDING;
             for c in &self.clients {
-                fds.push(PollFd::new(&c.stream, PollFlags::IN));
+                let flags = if read_clients {
+                    PollFlags::IN
+                } else {
+                    PollFlags::empty()
+                };
+                fds.push(PollFd::new(&c.stream, flags));
             }
             if poll(&mut fds, Some(&ts)).is_err() {
                 return;
             }
             let hit = |i: usize| !fds[i].revents().is_empty();
+            if input_i.is_some_and(hit) {
+                writable = true;
+            }
             (
                 out_i.is_some_and(hit),
                 err_i.is_some_and(hit),
@@ -160,6 +188,9 @@ impl Server {
                     .collect::<Vec<_>>(),
             )
         };
+        if writable {
+            self.flush_input();
+        }
         if ready_out {
             self.pump(1);
         }
@@ -312,21 +343,19 @@ impl Server {
             let may_write = self.clients[i].hello.as_ref().is_some_and(|h| h.stdin);
             match kind {
                 Kind::Stdin if may_write => {
-                    if let Some(fd) = &self.stdio.input {
-                        if write_all(fd, &payload).is_err() {
-                            self.stdio.input = None;
-                        }
+                    if self.stdio.input.is_some() {
+                        self.pending.extend_from_slice(&payload);
+                        self.flush_input();
                     }
                 }
                 Kind::StdinClose if may_write => {
                     if self.stdio.tty {
                         // End of input on a terminal is the EOF character.
-                        if let Some(fd) = &self.stdio.input {
-                            let _ = write_all(fd, &[4]);
-                        }
+                        self.pending.push(4);
                     } else {
-                        self.stdio.input = None;
+                        self.close_input = true;
                     }
+                    self.flush_input();
                 }
                 Kind::Resize if payload.len() == 4 => {
                     if let (true, Some(fd)) = (self.stdio.tty, &self.stdio.out) {
@@ -337,6 +366,33 @@ impl Server {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Writes as much pending input as the container's stdin takes now; closes it when asked and
+    /// everything is written.
+    fn flush_input(&mut self) {
+        let Some(fd) = &self.stdio.input else {
+            self.pending.clear();
+            return;
+        };
+        while !self.pending.is_empty() {
+            match rustix::io::write(fd, &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => {
+                    // The container closed its stdin: what is left cannot be delivered.
+                    self.pending.clear();
+                    self.stdio.input = None;
+                    return;
+                }
+            }
+        }
+        if self.close_input && !self.stdio.tty {
+            self.stdio.input = None;
         }
     }
 

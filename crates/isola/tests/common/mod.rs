@@ -411,3 +411,298 @@ pub fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
         .expect("cannot run getfattr (package attr)");
     out.status.success().then_some(out.stdout)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Container tests: every command under a timeout, so a hang fails instead of stalling CI.
+
+/// Longest any one command of the container tests may take.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits for `child` (stdout and stderr piped or not) to finish, killing it and failing the test
+/// after `timeout`.
+pub fn finish_within(
+    child: std::process::Child,
+    timeout: std::time::Duration,
+    what: &str,
+) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which the waiting thread has not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{what} took longer than {timeout:?}");
+        }
+    }
+}
+
+/// Runs `cmd` with stdout and stderr captured, failing the test after [`COMMAND_TIMEOUT`].
+pub fn output_within(cmd: &mut Command, what: &str) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    finish_within(child, COMMAND_TIMEOUT, what)
+}
+
+/// Polls `f` every 50 ms until it holds or `timeout` passes; whether it held.
+pub fn eventually(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Cgroup directories of container `id` in any hierarchy (the v2 tree or v1 controllers).
+pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut candidates = vec![base.join("isola").join(id)];
+    if let Ok(d) = std::fs::read_dir(base) {
+        candidates.extend(d.map(|e| e.unwrap().path().join("isola").join(id)));
+    }
+    candidates.into_iter().filter(|p| p.exists()).collect()
+}
+
+/// PIDs of the host's processes whose command line mentions `needle` (e.g. a container ID).
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+impl Isola {
+    /// `isola args` with stdout and stderr captured, failing the test if it hangs.
+    pub fn run_timed<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        output_within(&mut self.command(args), &format!("isola {}", show(args)))
+    }
+
+    /// `isola args` with `input` on its stdin (then closed), failing the test if it hangs.
+    pub fn run_timed_stdin<S: AsRef<OsStr>>(&self, args: &[S], input: &[u8]) -> Output {
+        self.run_stdin_within(args, input, COMMAND_TIMEOUT)
+    }
+
+    /// `isola args` with `input` on its stdin (written by another thread, then closed), killed
+    /// and failing the test after `timeout`.
+    pub fn run_stdin_within<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        input: &[u8],
+        timeout: std::time::Duration,
+    ) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cannot run isola");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // A writer that blocks (isola not reading) ends with EPIPE once isola is killed.
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        finish_within(child, timeout, &format!("isola {}", show(args)))
+    }
+
+    /// `isola args`, which must succeed (under the timeout); its stdout.
+    pub fn ok_timed<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
+        let out = self.run_timed(args);
+        assert!(
+            out.status.success(),
+            "isola {} failed:\n{}",
+            show(args),
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `isola inspect CONTAINER`, the single object.
+    pub fn container(&self, name: &str) -> Value {
+        let out = self.ok_timed(&["inspect", "--type", "container", name]);
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("inspect output is not JSON ({e}):\n{out}"));
+        v[0].clone()
+    }
+
+    /// `isola ps -a --format json`.
+    pub fn containers(&self) -> Vec<Value> {
+        let out = self.ok_timed(&["ps", "-a", "--format", "json"]);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("ps --format json is not JSON ({e}):\n{out}"))
+    }
+
+    /// The container directories left under `--root` and `--run-root`.
+    pub fn container_dirs(&self) -> Vec<PathBuf> {
+        [&self.root, &self.run_root]
+            .iter()
+            .filter_map(|r| std::fs::read_dir(r.join("containers")).ok())
+            .flat_map(|d| d.map(|e| e.unwrap().path()))
+            .collect()
+    }
+
+    /// Asserts nothing of container `id` is left: no record, mount, cgroup, directory or
+    /// process.
+    pub fn assert_container_gone(&self, id: &str) {
+        self.assert_clean();
+        assert_eq!(
+            container_cgroups(id),
+            Vec::<PathBuf>::new(),
+            "cgroups left behind"
+        );
+        let dirs: Vec<PathBuf> = self
+            .container_dirs()
+            .into_iter()
+            .filter(|d| d.to_string_lossy().contains(id))
+            .collect();
+        assert_eq!(dirs, Vec::<PathBuf>::new(), "directories left behind");
+        assert_eq!(
+            processes_mentioning(id),
+            Vec::<i32>::new(),
+            "processes left"
+        );
+        let listed = self.ok_timed(&["ps", "-aq", "--no-trunc"]);
+        assert!(!listed.contains(id), "still listed: {listed}");
+    }
+}
+
+/// Asserts `out` failed with `status` and a single `Error: ` line mentioning every one of
+/// `needles`; returns that line.
+pub fn assert_error(out: &Output, status: i32, needles: &[&str]) -> String {
+    assert_eq!(out.status.code(), Some(status), "{}", describe(out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("Error: "),
+        "expected one Error line:\n{}",
+        describe(out)
+    );
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "error should mention {n:?}: {}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}
+
+/// An [`Isola`] for container tests that, when dropped (also when the test fails), removes its
+/// containers by force, and unmounts and removes what they left, so a failing test does not
+/// leave processes, mounts or cgroups on the host.
+#[derive(Debug)]
+pub struct Engine(pub Isola);
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine(Isola::new())
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Isola;
+    fn deref(&self) -> &Isola {
+        &self.0
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let quick = |args: &[&str]| -> Option<String> {
+            let child = self
+                .command(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()?;
+            let pid = child.id() as i32;
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(child.wait_with_output());
+            });
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(Ok(out)) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+                _ => {
+                    // SAFETY: kill(2) on our own child, not yet reaped.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    None
+                }
+            }
+        };
+        let ids: Vec<String> = quick(&["ps", "-aq", "--no-trunc"])
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        for id in &ids {
+            let _ = quick(&["rm", "-f", id]);
+        }
+        // Whatever is still there: processes of the store, mounts, cgroups.
+        for pid in processes_mentioning(self.root.to_str().unwrap_or("/nonexistent")) {
+            // SAFETY: kill(2) of a process whose command line names this test's private store.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let mut mounts: Vec<PathBuf> = mount_points()
+            .into_iter()
+            .filter(|m| m.starts_with(&self.root) || m.starts_with(&self.run_root))
+            .collect();
+        mounts.sort();
+        for m in mounts.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        for id in &ids {
+            for d in container_cgroups(id) {
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    // SAFETY: kill(2) of a process in this test's container's cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                eventually(std::time::Duration::from_secs(2), || {
+                    std::fs::remove_dir(&d).is_ok() || !d.exists()
+                });
+            }
+        }
+    }
+}
