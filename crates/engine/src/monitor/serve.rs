@@ -342,11 +342,9 @@ impl Server {
             self.clients[i].inbuf.drain(..used);
             let may_write = self.clients[i].hello.as_ref().is_some_and(|h| h.stdin);
             match kind {
-                Kind::Stdin if may_write => {
-                    if self.stdio.input.is_some() {
-                        self.pending.extend_from_slice(&payload);
-                        self.flush_input();
-                    }
+                Kind::Stdin if may_write && self.stdio.input.is_some() => {
+                    self.pending.extend_from_slice(&payload);
+                    self.flush_input();
                 }
                 Kind::StdinClose if may_write => {
                     if self.stdio.tty {
