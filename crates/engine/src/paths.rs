@@ -66,31 +66,15 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// A name for a Unix socket at `path` that fits the 108-byte limit of socket addresses whatever the
-/// roots' length: the socket's directory is opened and named through `/proc/self/fd`. Keep the
-/// returned descriptor open while the name is used.
-pub fn short_socket_path(path: &Path) -> std::io::Result<(std::os::fd::OwnedFd, PathBuf)> {
-    use std::os::fd::AsRawFd;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().unwrap_or_default();
-    let fd: std::os::fd::OwnedFd = rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    let short = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
-    Ok((fd, short))
-}
-
 /// Binds a listening Unix socket at `path` (any length).
 pub fn bind_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     let _ = std::fs::remove_file(path);
-    let (_dir, short) = short_socket_path(path)?;
+    let (_dir, short) = isola_runtime::sync::short_socket_path(path)?;
     std::os::unix::net::UnixListener::bind(short)
 }
 
 /// Connects to a Unix socket at `path` (any length).
 pub fn connect_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
-    let (_dir, short) = short_socket_path(path)?;
+    let (_dir, short) = isola_runtime::sync::short_socket_path(path)?;
     std::os::unix::net::UnixStream::connect(short)
 }

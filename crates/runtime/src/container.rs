@@ -184,15 +184,7 @@ impl Runtime {
             .as_ref()
             .map(process::compile_seccomp)
             .transpose()?;
-        let console =
-            match (process.terminal().unwrap_or(false), &opts.console_socket) {
-                (true, Some(path)) => Some(crate::tty::connect(path)?),
-                (true, None) => return Err(Error::Unsupported(
-                    "process.terminal is set: a --console-socket is needed to receive the terminal"
-                        .into(),
-                )),
-                (false, _) => None,
-            };
+        let console = crate::tty::console_for(&process, opts.console_socket.as_deref())?;
         let start_listener = listen_start(&state::start_socket(&self.root, id))?;
         let joins = ToJoin::open(&namespaces)?;
         let (parent, child) = sync::pair().map_err(|e| Error::sys("create socket pair", e))?;
@@ -529,15 +521,7 @@ impl Container {
             .as_ref()
             .map(process::compile_seccomp)
             .transpose()?;
-        let console =
-            match (process.terminal().unwrap_or(false), &opts.console_socket) {
-                (true, Some(p)) => Some(crate::tty::connect(p)?),
-                (true, None) => return Err(Error::Unsupported(
-                    "process.terminal is set: a --console-socket is needed to receive the terminal"
-                        .into(),
-                )),
-                (false, _) => None,
-            };
+        let console = crate::tty::console_for(process, opts.console_socket.as_deref())?;
         let (parent, child) = sync::pair().map_err(|e| Error::sys("create socket pair", e))?;
         let setup = ExecSetup {
             cgroup: self.cgroup.clone(),
@@ -659,25 +643,6 @@ fn wait_cgroup_empty(cg: &Cgroup, max: Duration) {
     }
 }
 
-/// A socket path that stays short whatever the state root's length (Unix socket paths are limited
-/// to 108 bytes): the socket's directory is opened and named through `/proc/self/fd`.
-fn short_socket_path(path: &Path) -> Result<(OwnedFd, PathBuf)> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().unwrap_or_default();
-    let fd: OwnedFd = rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::io("open", dir, e))?;
-    let short = PathBuf::from(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&fd)
-    ))
-    .join(name);
-    Ok((fd, short))
-}
-
 fn listen_start(path: &Path) -> Result<OwnedFd> {
     use rustix::net::{
         bind, listen, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
@@ -689,7 +654,8 @@ fn listen_start(path: &Path) -> Result<OwnedFd> {
         None,
     )
     .map_err(|e| Error::io("create socket", path, e))?;
-    let (_dir, short) = short_socket_path(path)?;
+    let (_dir, short) =
+        sync::short_socket_path(path).map_err(|e| Error::io("open directory of", path, e))?;
     let addr = SocketAddrUnix::new(&short).map_err(|e| Error::io("socket address", path, e))?;
     bind(&fd, &addr).map_err(|e| Error::io("bind", path, e))?;
     listen(&fd, 1).map_err(|e| Error::io("listen", path, e))?;
@@ -707,7 +673,8 @@ fn connect_start(path: &Path) -> Result<Channel> {
         None,
     )
     .map_err(|e| Error::io("create socket", path, e))?;
-    let (_dir, short) = short_socket_path(path)?;
+    let (_dir, short) =
+        sync::short_socket_path(path).map_err(|e| Error::io("open directory of", path, e))?;
     let addr = SocketAddrUnix::new(&short).map_err(|e| Error::io("socket address", path, e))?;
     connect(&fd, &addr).map_err(|e| Error::io("connect", path, e))?;
     Ok(Channel::from_fd(fd))

@@ -50,6 +50,22 @@ pub enum Message {
     },
 }
 
+/// A name for the Unix socket at `path` that fits the 108-byte limit of socket addresses whatever
+/// the length of `path`: the socket's directory is opened (`O_PATH`) and named through
+/// `/proc/self/fd/N`. The returned descriptor must stay open while the name is used.
+pub fn short_socket_path(path: &std::path::Path) -> io::Result<(OwnedFd, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let short = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .join(path.file_name().unwrap_or_default());
+    Ok((fd, short))
+}
+
 /// One end of a message channel.
 #[derive(Debug)]
 pub struct Channel {

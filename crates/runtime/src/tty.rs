@@ -19,20 +19,24 @@ use crate::error::{Error, Result};
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     // Named through its directory's descriptor, so a path longer than a socket address allows works.
     let err = |e| Error::io("connect to console socket", path, e);
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let dir_fd = rustix::fs::open(
-        dir,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
-    let short = Path::new(&format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&dir_fd)
-    ))
-    .join(path.file_name().unwrap_or_default());
+    let (_dir, short) = crate::sync::short_socket_path(path).map_err(err)?;
     let s = UnixStream::connect(short).map_err(err)?;
     Ok(OwnedFd::from(s))
+}
+
+/// The console connection a process needs: `None` without `process.terminal`; with it, a connection
+/// to `socket`, which must then be given.
+pub fn console_for(
+    process: &oci_spec::runtime::Process,
+    socket: Option<&Path>,
+) -> Result<Option<OwnedFd>> {
+    match (process.terminal().unwrap_or(false), socket) {
+        (true, Some(path)) => connect(path).map(Some),
+        (true, None) => Err(Error::Unsupported(
+            "process.terminal is set: a --console-socket is needed to receive the terminal".into(),
+        )),
+        (false, _) => Ok(None),
+    }
 }
 
 /// Sends `fd` over `socket` with `SCM_RIGHTS`, with `name` as the payload.
