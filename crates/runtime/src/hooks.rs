@@ -43,8 +43,19 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<()> {
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(err)?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin must not fail the write.
+        // A hook that does not read its stdin (or exits first) must not fail the write, nor kill
+        // the runtime with SIGPIPE (its callers restore SIGPIPE's default action): ignore the
+        // signal for the write, so it becomes an EPIPE error, then put the old action back.
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installing SIG_IGN runs no handler code; the previous action is restored below.
+        let old = unsafe { sigaction(Signal::SIGPIPE, &ignore) };
         let _ = stdin.write_all(state);
+        drop(stdin);
+        if let Ok(old) = old {
+            // SAFETY: restores the action that was installed before.
+            let _ = unsafe { sigaction(Signal::SIGPIPE, &old) };
+        }
     }
     let deadline = hook
         .timeout()
