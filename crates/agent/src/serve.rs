@@ -50,6 +50,9 @@ fn name(r: &Request) -> &'static str {
         Request::ResizeTty { .. } => "ResizeTty",
         Request::Top { .. } => "Top",
         Request::Wait { .. } => "Wait",
+        Request::Stats { .. } => "Stats",
+        Request::Pause { .. } => "Pause",
+        Request::Resume { .. } => "Resume",
         Request::Shutdown => "Shutdown",
     }
 }

@@ -8,8 +8,17 @@
 //! host-allocated stream ids, ended by [`Message::StreamClose`]. The agent reports things nobody
 //! asked for (a process exited, the agent panicked) as [`Message::Event`].
 //!
-//! Version 1 of the agent implements `Ping` and `Shutdown`; every other request is answered with
-//! [`WireErrorCode::Unsupported`]. Their shapes are here so the host side can be written against them.
+//! Ordering guarantees the host relies on:
+//! - A process's output streams end with [`Message::StreamClose`] once its stdout/stderr (or
+//!   terminal) reach EOF, and its [`Event::Exited`] comes after those closes, or at most 2 s after
+//!   the process was reaped when a descendant still holds the streams open (then the agent closes
+//!   them itself, right before the event).
+//! - The agent powers the VM off on [`Request::Shutdown`], when the host closes the channel, and
+//!   30 s after the container's init process exited if no `Shutdown` came by then.
+//!
+//! Paths in requests are guest paths. The host shares directories into the guest (9p tags) and
+//! names them in [`Request::CreateContainer`]'s `mounts`; the spec it sends already refers to the
+//! guest paths those mounts produce (`root.path`, bind-mount sources).
 
 use serde::{Deserialize, Serialize};
 
@@ -70,8 +79,9 @@ pub enum Request {
         id: String,
         /// The bundle's `config.json` (OCI runtime spec), as JSON, validated by the agent.
         spec: serde_json::Value,
-        /// Where the container's root filesystem comes from inside the guest.
-        rootfs: Vec<GuestMount>,
+        /// Filesystems the agent mounts in the guest, in order, before it creates the container:
+        /// the root filesystem and every directory that bind mounts of the spec come from.
+        mounts: Vec<GuestMount>,
         /// Stream ids for the container's stdio.
         stdio: StdioStreams,
     },
@@ -114,7 +124,23 @@ pub enum Request {
         /// Container ID.
         id: String,
     },
-    /// Wait for the container (or one exec) to exit; answered with [`Response::Exited`].
+    /// Resource usage of the container's cgroup in the guest; answered with [`Response::Stats`].
+    Stats {
+        /// Container ID.
+        id: String,
+    },
+    /// Freeze every process of the container (cgroup freezer in the guest); answered `Done`.
+    Pause {
+        /// Container ID.
+        id: String,
+    },
+    /// Thaw the container; answered `Done`.
+    Resume {
+        /// Container ID.
+        id: String,
+    },
+    /// Wait for the container (or one exec) to exit; answered with [`Response::Exited`] (at once
+    /// when it has exited already).
     Wait {
         /// Container ID.
         id: String,
@@ -132,7 +158,8 @@ pub enum Request {
 pub struct GuestMount {
     /// Source: a device (`/dev/vda`), a virtio-fs or 9p tag, or a path in the guest.
     pub source: String,
-    /// Mount point, relative to the container's root (`/` for the root itself).
+    /// Mount point: an absolute guest path below `/run/isola/` without `..` (the agent refuses
+    /// anything else and creates the directory).
     pub target: String,
     /// Filesystem type: `erofs`, `ext4`, `virtiofs`, `9p`, `overlay`, ...
     pub fstype: String,
@@ -174,6 +201,8 @@ pub enum Response {
     },
     /// Answer to [`Request::Wait`].
     Exited(ExitStatus),
+    /// Answer to [`Request::Stats`]: the runtime library's cgroup statistics, as JSON.
+    Stats(serde_json::Value),
     /// Answer to [`Request::Shutdown`]; the VM ends right after.
     ShuttingDown,
 }
@@ -186,6 +215,12 @@ pub struct ProcessInfo {
     pub pid: i32,
     /// Guest parent PID.
     pub ppid: i32,
+    /// Real user ID (in the guest, which is the container's user ID: no user namespace).
+    pub uid: u32,
+    /// CPU time used (user + system), in seconds.
+    pub cpu_seconds: u64,
+    /// Start time, in seconds since the guest booted.
+    pub start_seconds: u64,
     /// Command line (`/proc/PID/cmdline`, NUL-separated arguments joined by spaces).
     pub cmd: String,
 }
@@ -323,9 +358,9 @@ mod tests {
             Request::CreateContainer {
                 id: "c1".into(),
                 spec: serde_json::json!({"ociVersion": "1.0.2"}),
-                rootfs: vec![GuestMount {
+                mounts: vec![GuestMount {
                     source: "/dev/vda".into(),
-                    target: "/".into(),
+                    target: "/run/isola/c1/rootfs".into(),
                     fstype: "erofs".into(),
                     options: vec!["ro".into()],
                 }],
