@@ -30,6 +30,8 @@ const PORT_WAIT: Duration = Duration::from_secs(10);
 
 /// The channel, kept where the panic path can reach it.
 static PORT: OnceLock<File> = OnceLock::new();
+/// Guest uptime when the agent started, in milliseconds (read once /proc is mounted).
+pub static INIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// The last panic's message and location, set by the panic hook.
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
@@ -72,6 +74,7 @@ fn main() {
 fn run() -> Result<String, Box<dyn std::error::Error>> {
     reaper::block_sigchld()?;
     let mount_errors = mounts::mount_early();
+    INIT_MS.store(serve::uptime_ms(), std::sync::atomic::Ordering::Relaxed);
     console::ensure_stdio();
     for e in &mount_errors {
         log!("warning: {}", chain(e));

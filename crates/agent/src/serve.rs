@@ -82,6 +82,8 @@ pub fn serve<T: Read + Write>(t: &mut Transport<T>) -> Result<End, TransportErro
     t.send(&Message::Hello {
         version: PROTOCOL_VERSION.into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        init_ms: crate::INIT_MS.load(std::sync::atomic::Ordering::Relaxed),
+        hello_ms: uptime_ms(),
     })?;
     loop {
         let msg = match t.recv() {
@@ -152,4 +154,12 @@ mod tests {
         drop(h);
         assert_eq!(agent.join().unwrap().unwrap(), End::Closed);
     }
+}
+
+/// Guest uptime from /proc/uptime, in milliseconds (0 when unreadable).
+pub fn uptime_ms() -> u64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |secs| (secs * 1000.0) as u64)
 }

@@ -70,6 +70,10 @@ pub struct AgentInfo {
     pub version: u32,
     /// The agent's crate version.
     pub agent_version: String,
+    /// Guest uptime when the agent started, in milliseconds (the kernel's share of the boot).
+    pub init_ms: u64,
+    /// Guest uptime when the agent greeted, in milliseconds.
+    pub hello_ms: u64,
 }
 
 /// A host-side client of one agent.
@@ -121,8 +125,12 @@ impl<T: Read + Write + ReadTimeout> Client<T> {
             Message::Hello {
                 version,
                 agent_version,
+                init_ms,
+                hello_ms,
             } if version == u32::from(PROTOCOL_VERSION) => Ok(AgentInfo {
                 version,
+                init_ms,
+                hello_ms,
                 agent_version,
             }),
             Message::Hello { version, .. } => Err(ClientError::VersionMismatch {
@@ -243,6 +251,8 @@ mod tests {
             t.send(&Message::Hello {
                 version: PROTOCOL_VERSION.into(),
                 agent_version: "test".into(),
+                init_ms: 0,
+                hello_ms: 0,
             })
             .unwrap();
             while let Ok(Message::Request { id, body }) = t.recv() {
@@ -275,6 +285,8 @@ mod tests {
             t.send(&Message::Hello {
                 version: 99,
                 agent_version: "future".into(),
+                init_ms: 0,
+                hello_ms: 0,
             })
             .unwrap();
         });

@@ -189,6 +189,8 @@ mod tests {
             Message::Hello {
                 version: PROTOCOL_VERSION.into(),
                 agent_version: "0.1.0".into(),
+                init_ms: 420,
+                hello_ms: 480,
             },
             Message::Request {
                 id: 7,

@@ -36,6 +36,12 @@ pub enum Message {
         version: u32,
         /// The agent's own version (its crate version), for logs and `isola info`.
         agent_version: String,
+        /// Guest uptime when the agent (`/init`) started, in milliseconds: the kernel's boot time.
+        #[serde(default)]
+        init_ms: u64,
+        /// Guest uptime when this Hello was sent, in milliseconds.
+        #[serde(default)]
+        hello_ms: u64,
     },
     /// Host → agent: do something; answered by one [`Message::Response`] with the same `id`.
     Request {
