@@ -1,0 +1,13 @@
+//! VM isolation, host side (DESIGN.md, "Components": `vm`).
+//!
+//! - [`qemu`]: starts QEMU's `microvm` machine with isola's guest kernel and initramfs, the agent's
+//!   virtio-serial channel and 9p shares; owns its lifetime (parent-death signal, QMP `quit`).
+//! - [`assets`]: finds QEMU, the guest kernel and assembles the initramfs holding the agent.
+//! - [`accel`]: decides KVM or TCG by booting the guest for real under KVM with a deadline.
+
+
+
+mod error;
+pub mod qemu;
+
+pub use error::{Error, Result};
