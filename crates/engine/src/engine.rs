@@ -63,9 +63,7 @@ impl Engine {
     pub fn create(&self, req: CreateRequest) -> Result<Record> {
         if req.host.isolation == Isolation::Vm {
             // Checked here so that nothing is created for a mode that cannot run.
-            return Err(Error::NotAvailable(
-                "--isolation=vm: VM isolation is not available yet in this build of isola; use --isolation=process".into(),
-            ));
+            crate::vm::check_create(&self.roots, &req.host)?;
         }
         let store = isola_image::Store::open(&self.roots.root)?;
         let image_id = store.resolve(&req.config.image)?;

@@ -87,6 +87,12 @@ pub enum Error {
     /// The isolation mode cannot do this (yet) on this host.
     #[error("{0}")]
     NotAvailable(String),
+    /// VM isolation failed: QEMU, the guest assets or the guest agent.
+    #[error("VM: {0}")]
+    Vm(String),
+    /// The VM layer failed (assets, QEMU, the accelerator probe).
+    #[error(transparent)]
+    VmLayer(#[from] isola_vm::Error),
     /// The monitor process could not be reached or failed.
     #[error("container {id}: monitor: {reason}")]
     Monitor {

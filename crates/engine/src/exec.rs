@@ -78,6 +78,9 @@ impl Engine {
             user.set_additional_gids(Some(resolved.additional_gids));
             p.set_user(user);
         }
+        if r.host_config.isolation == crate::config::Isolation::Vm {
+            return crate::vm::exec::run(self.roots(), &r.id, &p, req.interactive, req.detach);
+        }
         let mode = self.mode(&r);
         if !req.detach {
             nix::sys::prctl::set_child_subreaper(true)
@@ -209,10 +212,10 @@ fn proxy_terminal(master: OwnedFd, pid: i32) -> Result<i32> {
     Ok(wait_code(pid))
 }
 
-struct RawTerminal(Option<rustix::termios::Termios>);
+pub(crate) struct RawTerminal(Option<rustix::termios::Termios>);
 
 impl RawTerminal {
-    fn enter() -> Self {
+    pub(crate) fn enter() -> Self {
         let stdin = std::io::stdin();
         let Ok(saved) = rustix::termios::tcgetattr(&stdin) else {
             return Self(None);

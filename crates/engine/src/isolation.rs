@@ -1,11 +1,12 @@
 //! The one interface between the engine and an isolation mode (DESIGN.md, "Components"): create,
 //! start, wait, signal, exec, top, stats, pause, resume, delete. Process isolation implements it with
-//! the runtime library on the host; a mode that is not available on this host answers every call with
-//! an error that says so.
+//! the runtime library on the host; VM isolation ([`crate::vm`]) boots a VM whose agent runs the
+//! same runtime library in the guest.
 
 use std::path::{Path, PathBuf};
 
 use isola_runtime::oci::Process;
+use nix::sys::wait::WaitStatus;
 
 use crate::config::Isolation;
 use crate::error::{Error, Result};
@@ -56,6 +57,47 @@ pub trait IsolationMode: std::fmt::Debug {
     fn resume(&self, id: &str) -> Result<()>;
     /// Removes the container's isolation state (cgroup, runtime state); kills what is left.
     fn delete(&self, id: &str) -> Result<()>;
+    /// How the container ended, given the wait status of the PID [`IsolationMode::create`]
+    /// returned (called once, by the monitor that reaped it).
+    fn outcome(&self, id: &str, status: WaitStatus) -> Outcome {
+        default_outcome(self, id, status)
+    }
+    /// What to call when the container's terminal changes size (rows, columns), when the mode
+    /// needs more than the resize of the terminal's master the monitor does.
+    fn resize_hook(&self, _id: &str) -> Option<Box<dyn Fn(u16, u16) + Send>> {
+        None
+    }
+}
+
+/// How a container ended, as the engine records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Docker's exit code: the status, 128+N for signal N, 137 for an OOM kill.
+    pub code: i32,
+    /// The OOM killer killed a process of the container.
+    pub oom: bool,
+    /// Why the container ended abnormally (empty when its process simply exited).
+    pub error: String,
+}
+
+/// The outcome from the container process's own wait status (process isolation).
+pub fn default_outcome<M: IsolationMode + ?Sized>(
+    mode: &M,
+    id: &str,
+    status: WaitStatus,
+) -> Outcome {
+    let oom = mode.oom_killed(id);
+    let code = match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        _ if oom => 137,
+        _ => 128 + libc::SIGKILL,
+    };
+    Outcome {
+        code,
+        oom,
+        error: String::new(),
+    }
 }
 
 /// Process isolation: the runtime library on the host.
@@ -219,59 +261,11 @@ fn split_columns(line: &str, n: usize) -> Vec<String> {
     out
 }
 
-/// VM isolation, until its VMM driver exists: every call says so.
-#[derive(Debug)]
-pub struct VmMode;
-
-impl VmMode {
-    fn unavailable<T>(&self) -> Result<T> {
-        Err(Error::NotAvailable(
-            "VM isolation is not available yet: this build of isola runs containers with --isolation=process only".into(),
-        ))
-    }
-}
-
-impl IsolationMode for VmMode {
-    fn kind(&self) -> Isolation {
-        Isolation::Vm
-    }
-    fn create(&self, _: &str, _: &Path, _: &Console) -> Result<i32> {
-        self.unavailable()
-    }
-    fn start(&self, _: &str) -> Result<()> {
-        self.unavailable()
-    }
-    fn signal(&self, _: &str, _: i32, _: bool) -> Result<()> {
-        self.unavailable()
-    }
-    fn exec(&self, _: &str, _: &Process, _: &Console) -> Result<i32> {
-        self.unavailable()
-    }
-    fn top(&self, _: &str) -> Result<Table> {
-        self.unavailable()
-    }
-    fn stats(&self, _: &str) -> Result<serde_json::Value> {
-        self.unavailable()
-    }
-    fn oom_killed(&self, _: &str) -> bool {
-        false
-    }
-    fn pause(&self, _: &str) -> Result<()> {
-        self.unavailable()
-    }
-    fn resume(&self, _: &str) -> Result<()> {
-        self.unavailable()
-    }
-    fn delete(&self, _: &str) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// The implementation of a mode.
 pub fn mode(kind: Isolation, roots: &Roots) -> Box<dyn IsolationMode> {
     match kind {
         Isolation::Process => Box::new(ProcessMode::new(roots)),
-        Isolation::Vm => Box::new(VmMode),
+        Isolation::Vm => Box::new(crate::vm::VmMode::new(roots)),
     }
 }
 

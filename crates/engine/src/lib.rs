@@ -19,6 +19,7 @@ pub mod rootfs;
 pub mod settings;
 pub mod spec;
 pub mod state;
+pub mod vm;
 
 pub use engine::{CreateRequest, Engine};
 pub use error::{Error, Result};

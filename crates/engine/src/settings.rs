@@ -26,6 +26,9 @@ pub struct Settings {
     /// `[engine]`.
     #[serde(default)]
     pub engine: EngineSettings,
+    /// `[vm]`: where VM isolation finds QEMU, the guest kernel and the agent; the accelerator.
+    #[serde(default)]
+    pub vm: isola_vm::assets::AssetSettings,
 }
 
 /// `[engine]`.

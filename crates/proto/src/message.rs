@@ -277,6 +277,10 @@ pub struct WireError {
     pub code: WireErrorCode,
     /// Details, for humans.
     pub message: String,
+    /// For a process that could not be started: the exit status a shell would report
+    /// (126: found but cannot be executed, 127: not found), as process isolation reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
 }
 
 impl WireError {
@@ -285,7 +289,14 @@ impl WireError {
         WireError {
             code,
             message: message.into(),
+            status: None,
         }
+    }
+
+    /// The same error with the exit status of a process that could not be started.
+    pub fn with_status(mut self, status: i32) -> WireError {
+        self.status = Some(status);
+        self
     }
 }
 

@@ -5,8 +5,8 @@
 //! - [`assets`]: finds QEMU, the guest kernel and assembles the initramfs holding the agent.
 //! - [`accel`]: decides KVM or TCG by booting the guest for real under KVM with a deadline.
 
-
-
+pub mod accel;
+pub mod assets;
 mod error;
 pub mod qemu;
 

@@ -234,6 +234,8 @@ pub struct Vm {
     qmp: PathBuf,
     log: PathBuf,
     status: Option<ExitStatus>,
+    /// Reaped elsewhere: the PID is not ours any more.
+    gone: bool,
 }
 
 impl Vm {
@@ -279,6 +281,7 @@ impl Vm {
             qmp: config.qmp_socket.clone(),
             log: config.log.clone(),
             status: None,
+            gone: false,
         })
     }
 
@@ -289,8 +292,13 @@ impl Vm {
 
     /// QEMU's exit status if it has ended (reaping it).
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
+        if self.status.is_none() && !self.gone {
+            match self.child.try_wait() {
+                Ok(s) => self.status = s,
+                // Reaped by someone else (a subreaper's waitpid(-1)): gone, status unknown.
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => self.gone = true,
+                Err(_) => {}
+            }
         }
         self.status
     }
@@ -302,6 +310,9 @@ impl Vm {
             if let Some(s) = self.try_wait() {
                 return Some(s);
             }
+            if self.gone {
+                return None;
+            }
             if Instant::now() >= deadline {
                 return None;
             }
@@ -309,9 +320,21 @@ impl Vm {
         }
     }
 
+    /// Records that someone else reaped QEMU (a subreaper's `waitpid(-1)`): its PID is never
+    /// signalled again.
+    pub fn set_reaped(&mut self, status: ExitStatus) {
+        self.status = Some(status);
+        self.gone = true;
+    }
+
+    /// Whether QEMU has ended (reaped here or elsewhere).
+    pub fn ended(&mut self) -> bool {
+        self.try_wait().is_some() || self.gone
+    }
+
     /// Kills QEMU (SIGKILL) and reaps it.
     pub fn kill(&mut self) -> Option<ExitStatus> {
-        if self.try_wait().is_none() {
+        if !self.ended() {
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
         }
@@ -320,7 +343,7 @@ impl Vm {
 
     /// Asks QEMU to quit over QMP, waits at most `grace`, then kills it.
     pub fn quit(&mut self, grace: Duration) -> Option<ExitStatus> {
-        if self.try_wait().is_some() {
+        if self.ended() {
             return self.status;
         }
         if qmp_execute(&self.qmp, "quit", Duration::from_millis(500)).is_ok() {
@@ -341,7 +364,11 @@ impl Vm {
     ///
     /// # Errors
     /// [`Error::Boot`].
-    pub fn accept_agent(&mut self, listener: &UnixListener, deadline: Instant) -> Result<UnixStream> {
+    pub fn accept_agent(
+        &mut self,
+        listener: &UnixListener,
+        deadline: Instant,
+    ) -> Result<UnixStream> {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("configure", "agent socket", e))?;
@@ -478,7 +505,11 @@ mod tests {
     fn refuses_bad_settings() {
         let mut c = config();
         c.name = "isola-vm-0123456789".into();
-        assert!(c.validate().unwrap_err().to_string().contains("process name"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("process name"));
         let mut c = config();
         c.vcpus = 0;
         assert!(c.validate().is_err());

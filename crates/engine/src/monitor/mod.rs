@@ -256,16 +256,18 @@ impl Monitor<'_> {
                 pid,
             },
         );
+        if let Some(hook) = self.mode.resize_hook(&id) {
+            server.set_resize_hook(hook);
+        }
         server.started();
         let status = server.serve(pid);
-        let oom = self.mode.oom_killed(&id);
-        let code = exit_code(status, oom);
+        let out = self.mode.outcome(&id, status);
         // Everything is cleaned up and recorded before clients hear of the exit, so a command that
         // follows at once (rm, inspect, start) finds the container stopped.
-        self.after_exit(code, oom, "");
+        self.after_exit(out.code, out.oom, &out.error);
         server.finish(&proto::Exit {
-            code,
-            error: String::new(),
+            code: out.code,
+            error: out.error,
         });
         Ok(())
     }
@@ -465,15 +467,4 @@ fn with_stdio<T>(ends: &[OwnedFd; 3], f: impl FnOnce() -> Result<T>) -> Result<T
 fn own_pid() -> (i32, u64) {
     let pid = std::process::id() as i32;
     (pid, isola_runtime::state::pid_start_time(pid).unwrap_or(0))
-}
-
-/// Docker's exit code from a wait status: the exit status, or 128+N for signal N; an OOM kill is 137.
-fn exit_code(status: nix::sys::wait::WaitStatus, oom: bool) -> i32 {
-    use nix::sys::wait::WaitStatus;
-    match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        _ if oom => 137,
-        _ => 128 + libc::SIGKILL,
-    }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Server {
     pending: Vec<u8>,
     /// Close the container's stdin once `pending` is written.
     close_input: bool,
+    /// Told of every window-size change (rows, columns), besides the terminal's own resize.
+    resize_hook: Option<Box<dyn Fn(u16, u16) + Send>>,
 }
 
 /// Blocks SIGCHLD (before the container exists, so its exit cannot be missed) and returns a
@@ -84,6 +86,7 @@ impl Server {
             pid: 0,
             pending: Vec::new(),
             close_input: false,
+            resize_hook: None,
         })
     }
 
@@ -97,6 +100,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Calls `hook` with every window-size change a client asks for.
+    pub(crate) fn set_resize_hook(&mut self, hook: Box<dyn Fn(u16, u16) + Send>) {
+        self.resize_hook = Some(hook);
     }
 
     /// Tells the clients the program started.
@@ -360,6 +368,9 @@ impl Server {
                         let rows = u16::from_be_bytes([payload[0], payload[1]]);
                         let cols = u16::from_be_bytes([payload[2], payload[3]]);
                         let _ = set_winsize(fd.as_fd(), rows, cols);
+                        if let Some(hook) = &self.resize_hook {
+                            hook(rows, cols);
+                        }
                     }
                 }
                 _ => {}

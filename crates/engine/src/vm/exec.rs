@@ -1,0 +1,204 @@
+//! `isola exec` in a VM-isolated container: the CLI asks the VM's control socket to run the
+//! process in the guest and carries its stdio as protocol streams (stdin 1, stdout 2, stderr 3 on
+//! this connection); with a terminal, the CLI's terminal is put in raw mode and window-size
+//! changes (SIGWINCH) become `ResizeTty` requests. Returns the process's exit status the way
+//! process isolation does (128+N for a signal).
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use isola_proto::{Event, Message, Request, Response, StdioStreams, Transport};
+use isola_runtime::oci::Process;
+
+use crate::error::{Error, Result};
+use crate::paths::Roots;
+
+const STDIN: u32 = 1;
+const STDOUT: u32 = 2;
+const STDERR: u32 = 3;
+/// Longest the guest may take to start the process.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `process` in container `id`'s guest. `interactive`: the CLI's stdin is the process's;
+/// `detach`: return 0 once it started.
+///
+/// # Errors
+/// The control socket cannot be reached; the agent refuses the process (126/127 as
+/// [`Error::StartFailed`] when the program cannot run).
+pub fn run(
+    roots: &Roots,
+    id: &str,
+    process: &Process,
+    interactive: bool,
+    detach: bool,
+) -> Result<i32> {
+    let tty = process.terminal().unwrap_or(false);
+    let stream = super::connect(roots, id)?;
+    let io = |e| Error::io("talk to", super::control_socket(roots, id), e);
+    let writer = Arc::new(Mutex::new(Transport::new(stream.try_clone().map_err(io)?)));
+    let mut reader = Transport::new(stream.try_clone().map_err(io)?);
+    let exec_id = format!("exec-{}-{}", std::process::id(), super::now_epoch_ms());
+    let stdio = if detach {
+        StdioStreams::default()
+    } else {
+        StdioStreams {
+            stdin: interactive.then_some(STDIN),
+            stdout: Some(STDOUT),
+            stderr: (!tty).then_some(STDERR),
+            terminal: tty,
+        }
+    };
+    let process_json =
+        serde_json::to_value(process).map_err(|e| Error::Vm(format!("exec process: {e}")))?;
+    let send = |w: &Arc<Mutex<Transport<UnixStream>>>, m: &Message| -> Result<()> {
+        w.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(m)
+            .map_err(|e| Error::Vm(format!("container {id}: exec: {e}")))
+    };
+    send(
+        &writer,
+        &Message::Request {
+            id: 1,
+            body: Request::Exec {
+                id: id.to_owned(),
+                exec_id: exec_id.clone(),
+                process: process_json,
+                stdio,
+            },
+        },
+    )?;
+    // The answer first: the process runs, or why not.
+    let deadline = std::time::Instant::now() + EXEC_TIMEOUT;
+    let mut early = Vec::new();
+    loop {
+        let m = reader
+            .recv_deadline(deadline)
+            .map_err(|e| Error::Vm(format!("container {id}: exec: {e}")))?;
+        match m {
+            Message::Response { id: 1, result } => match result {
+                Ok(Response::Process { .. }) => break,
+                Ok(other) => {
+                    return Err(Error::Vm(format!("exec: unexpected answer {other:?}")));
+                }
+                Err(w) => return Err(super::host::wire_error("exec", w)),
+            },
+            other => early.push(other),
+        }
+    }
+    if detach {
+        return Ok(0);
+    }
+    let _raw = tty.then(crate::exec::RawTerminal::enter);
+    let done = Arc::new(AtomicBool::new(false));
+    if tty {
+        let w = writer.clone();
+        let resize = move || {
+            if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdout()) {
+                let _ = w
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .send(&Message::Request {
+                        id: 2,
+                        body: Request::ResizeTty {
+                            stream: STDOUT,
+                            rows: ws.ws_row,
+                            cols: ws.ws_col,
+                        },
+                    });
+            }
+        };
+        resize();
+        let flag = Arc::new(AtomicBool::new(false));
+        if signal_hook::flag::register(signal_hook::consts::SIGWINCH, flag.clone()).is_ok() {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if flag.swap(false, Ordering::Relaxed) {
+                        resize();
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    }
+    if interactive {
+        let w = writer.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match rustix::io::read(std::io::stdin(), &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let m = Message::Stream {
+                            stream: STDIN,
+                            data: buf[..n].to_vec(),
+                        };
+                        let sent = w
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .send(&m);
+                        if sent.is_err() {
+                            return;
+                        }
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = w
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .send(&Message::StreamClose { stream: STDIN });
+        });
+    }
+    let handle = |m: Message| -> Option<i32> {
+        match m {
+            Message::Stream { stream, data } => {
+                let r = if stream == STDERR {
+                    std::io::stderr().write_all(&data)
+                } else {
+                    let mut o = std::io::stdout();
+                    o.write_all(&data).and_then(|()| o.flush())
+                };
+                let _ = r;
+                None
+            }
+            Message::Event(Event::Exited {
+                exec_id: Some(e),
+                status,
+                ..
+            }) if e == exec_id => Some(match (status.code, status.signal) {
+                (Some(c), _) => c,
+                (None, Some(s)) => 128 + s,
+                (None, None) => 128 + libc::SIGKILL,
+            }),
+            _ => None,
+        }
+    };
+    for m in early {
+        if let Some(code) = handle(m) {
+            done.store(true, Ordering::Relaxed);
+            return Ok(code);
+        }
+    }
+    loop {
+        match reader.recv() {
+            Ok(m) => {
+                if let Some(code) = handle(m) {
+                    done.store(true, Ordering::Relaxed);
+                    return Ok(code);
+                }
+            }
+            Err(e) => {
+                done.store(true, Ordering::Relaxed);
+                return Err(Error::Vm(format!(
+                    "container {id}: exec: the VM's control socket closed before the process exited ({e})"
+                )));
+            }
+        }
+    }
+}

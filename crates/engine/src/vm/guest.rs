@@ -1,0 +1,306 @@
+//! From the host's bundle to what the guest needs: the directories to share into the VM (9p), where
+//! the agent mounts them, and the spec rewritten to those guest paths; the VM's size.
+//!
+//! Layout in the guest (all below `/run/isola/`, as the protocol requires):
+//! ```text
+//! /run/isola/rootfs          the container's merged root filesystem (9p tag `rootfs`)
+//! /run/isola/share/shared    hosts, hostname, resolv.conf and the --init binary (tag `shared`,
+//!                            the host directory `<root>/containers/<id>/shared`)
+//! /run/isola/share/vN        the Nth volume's directory (`-v`), or the directory of a file volume
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use isola_proto::GuestMount;
+use isola_vm::qemu::{Share, MAX_SHARES};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Guest memory added to the container's `--memory` limit, in MiB: the guest kernel, the agent,
+/// the runtime and page cache for the 9p root.
+pub const GUEST_OVERHEAD_MIB: u64 = 96;
+/// Guest memory without `--memory`, in MiB (touched lazily: an idle guest uses far less).
+pub const DEFAULT_MEMORY_MIB: u64 = 512;
+/// Where the root filesystem is mounted in the guest.
+pub const GUEST_ROOTFS: &str = "/run/isola/rootfs";
+const GUEST_SHARES: &str = "/run/isola/share";
+
+/// What [`prepare`] produced.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Host directories QEMU shares.
+    pub shares: Vec<Share>,
+    /// Where the agent mounts them.
+    pub mounts: Vec<GuestMount>,
+    /// The spec with guest paths.
+    pub spec: Value,
+}
+
+fn nine_p(tag: &str, target: String, readonly: bool, cache: &str) -> GuestMount {
+    let mut options = vec![
+        "trans=virtio".to_owned(),
+        "version=9p2000.L".into(),
+        "msize=512000".into(),
+        format!("cache={cache}"),
+    ];
+    if readonly {
+        options.push("ro".into());
+    }
+    GuestMount {
+        source: tag.to_owned(),
+        target,
+        fstype: "9p".into(),
+        options,
+    }
+}
+
+fn is_bind(m: &Value) -> bool {
+    m.get("type").and_then(Value::as_str) == Some("bind")
+        || m.get("options")
+            .and_then(Value::as_array)
+            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+}
+
+fn has_option(m: &Value, opt: &str) -> bool {
+    m.get("options")
+        .and_then(Value::as_array)
+        .is_some_and(|o| o.iter().any(|x| x == opt))
+}
+
+/// Rewrites the bundle's spec for the guest. `bundle` is `<root>/containers/<id>` (the spec's host
+/// paths point into it), `rootfs` the merged root filesystem, `init` the host's `--init` binary.
+/// Engine-written files (hosts, hostname, resolv.conf, the init binary) are copied into
+/// `<bundle>/shared`; volumes are shared as they are.
+///
+/// # Errors
+/// A bind source that is not an absolute existing path, or more volumes than a VM can share.
+pub fn prepare(bundle: &Path, rootfs: &Path, mut spec: Value) -> Result<Prepared> {
+    let shared = bundle.join("shared");
+    std::fs::create_dir_all(&shared).map_err(|e| Error::io("create directory", &shared, e))?;
+    let root_ro = spec
+        .pointer("/root/readonly")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(root) = spec.get_mut("root").and_then(Value::as_object_mut) {
+        root.insert("path".into(), Value::from(GUEST_ROOTFS));
+    } else {
+        return Err(Error::Vm("the bundle's spec has no root".into()));
+    }
+    let mut shares = vec![
+        Share {
+            tag: "rootfs".into(),
+            path: rootfs.to_path_buf(),
+            readonly: root_ro,
+        },
+        Share {
+            tag: "shared".into(),
+            path: shared.clone(),
+            readonly: false,
+        },
+    ];
+    let mut mounts = vec![
+        nine_p("rootfs", GUEST_ROOTFS.into(), root_ro, "loose"),
+        nine_p("shared", format!("{GUEST_SHARES}/shared"), false, "none"),
+    ];
+    let list = spec
+        .get_mut("mounts")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(list.len());
+    for mut m in list {
+        if !is_bind(&m) {
+            out.push(m);
+            continue;
+        }
+        let source = m
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let src = PathBuf::from(&source);
+        if !src.is_absolute() {
+            return Err(Error::Vm(format!(
+                "bind mount source {source:?} is not an absolute host path"
+            )));
+        }
+        let meta = std::fs::metadata(&src).map_err(|e| Error::io("share into the VM", &src, e))?;
+        let guest = if src.parent() == Some(bundle) && meta.is_file() {
+            // An engine-written file of this container: copy it into the shared directory.
+            copy_into(&src, &shared)?
+        } else if meta.is_file() && !is_volume_file(&m) {
+            // The --init binary (a read-only bind of a host file the engine chose).
+            copy_into(&src, &shared)?
+        } else {
+            let readonly = has_option(&m, "ro");
+            let (dir, file) = if meta.is_dir() {
+                (src.clone(), None)
+            } else {
+                let parent = src
+                    .parent()
+                    .ok_or_else(|| Error::Vm(format!("cannot share {source:?} into the VM")))?;
+                (parent.to_path_buf(), src.file_name().map(PathBuf::from))
+            };
+            let tag = match shares
+                .iter()
+                .find(|s| s.path == dir && s.readonly == readonly && s.tag.starts_with('v'))
+            {
+                Some(s) => s.tag.clone(),
+                None => {
+                    if shares.len() >= MAX_SHARES {
+                        return Err(Error::Vm(format!(
+                            "-v {source}: a VM can share at most {} volume directories",
+                            MAX_SHARES - 2
+                        )));
+                    }
+                    let tag = format!("v{}", shares.len() - 2);
+                    shares.push(Share {
+                        tag: tag.clone(),
+                        path: dir.clone(),
+                        readonly,
+                    });
+                    mounts.push(nine_p(
+                        &tag,
+                        format!("{GUEST_SHARES}/{tag}"),
+                        readonly,
+                        "mmap",
+                    ));
+                    tag
+                }
+            };
+            match file {
+                Some(f) => format!("{GUEST_SHARES}/{tag}/{}", f.display()),
+                None => format!("{GUEST_SHARES}/{tag}"),
+            }
+        };
+        if let Some(o) = m.as_object_mut() {
+            o.insert("source".into(), Value::from(guest));
+        }
+        out.push(m);
+    }
+    if let Some(o) = spec.as_object_mut() {
+        o.insert("mounts".into(), Value::Array(out));
+    }
+    Ok(Prepared {
+        shares,
+        mounts,
+        spec,
+    })
+}
+
+/// A file volume is a read-write bind, or any bind that is not the engine's read-only init.
+fn is_volume_file(m: &Value) -> bool {
+    m.get("destination").and_then(Value::as_str) != Some(crate::spec::INIT_PATH)
+}
+
+/// Copies `src` into `dir` (same name, same mode); returns its guest path.
+fn copy_into(src: &Path, dir: &Path) -> Result<String> {
+    let name = src
+        .file_name()
+        .ok_or_else(|| Error::Vm(format!("cannot share {} into the VM", src.display())))?;
+    let dst = dir.join(name);
+    std::fs::copy(src, &dst).map_err(|e| Error::io("copy into the VM's share", &dst, e))?;
+    Ok(format!(
+        "{GUEST_SHARES}/shared/{}",
+        Path::new(name).display()
+    ))
+}
+
+/// The guest's RAM in MiB: the container's memory limit plus [`GUEST_OVERHEAD_MIB`], or
+/// [`DEFAULT_MEMORY_MIB`] without a limit.
+pub fn memory_mib(spec: &Value) -> u64 {
+    match spec
+        .pointer("/linux/resources/memory/limit")
+        .and_then(Value::as_i64)
+    {
+        Some(limit) if limit > 0 => (limit as u64).div_ceil(1 << 20) + GUEST_OVERHEAD_MIB,
+        _ => DEFAULT_MEMORY_MIB,
+    }
+}
+
+/// vCPUs: the CPU quota rounded up (`--cpus 1.5` → 2), at least 1, at most the host's CPUs; 1
+/// without a quota.
+pub fn vcpus(spec: &Value) -> u32 {
+    let quota = spec
+        .pointer("/linux/resources/cpu/quota")
+        .and_then(Value::as_i64);
+    let period = spec
+        .pointer("/linux/resources/cpu/period")
+        .and_then(Value::as_u64)
+        .unwrap_or(100_000);
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    match quota {
+        Some(q) if q > 0 && period > 0 => {
+            ((q as u64).div_ceil(period) as u32).clamp(1, host.max(1))
+        }
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rewrites_paths_and_shares_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = tmp.path().join("c1");
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        std::fs::write(bundle.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        let vol = tmp.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(tmp.path().join("file.txt"), "x").unwrap();
+        let spec = json!({
+            "root": {"path": bundle.join("rootfs")},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/etc/hosts", "type": "bind", "source": bundle.join("hosts"), "options": ["rbind", "rprivate"]},
+                {"destination": "/data", "type": "bind", "source": vol, "options": ["rbind", "ro"]},
+                {"destination": "/f", "type": "bind", "source": tmp.path().join("file.txt"), "options": ["rbind"]}
+            ],
+            "linux": {"resources": {"memory": {"limit": 64 << 20}, "cpu": {"quota": 150000, "period": 100000}}}
+        });
+        let p = prepare(&bundle, &bundle.join("rootfs"), spec).unwrap();
+        assert_eq!(p.spec["root"]["path"], GUEST_ROOTFS);
+        assert_eq!(p.spec["mounts"][0]["source"], "proc");
+        assert_eq!(
+            p.spec["mounts"][1]["source"],
+            "/run/isola/share/shared/hosts"
+        );
+        assert!(bundle.join("shared/hosts").is_file());
+        assert_eq!(p.spec["mounts"][2]["source"], "/run/isola/share/v0");
+        assert_eq!(
+            p.spec["mounts"][3]["source"],
+            "/run/isola/share/v1/file.txt"
+        );
+        assert_eq!(p.shares.len(), 4);
+        assert!(p.shares[2].readonly && !p.shares[3].readonly);
+        assert!(p.mounts[2].options.contains(&"ro".to_owned()));
+        assert_eq!(memory_mib(&p.spec), 64 + GUEST_OVERHEAD_MIB);
+        assert!(vcpus(&p.spec) >= 1);
+    }
+
+    #[test]
+    fn refuses_missing_sources_and_too_many_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = tmp.path().join("c1");
+        std::fs::create_dir_all(&bundle).unwrap();
+        let spec = json!({"root": {"path": "x"}, "mounts": [
+            {"destination": "/d", "type": "bind", "source": "/nonexistent/isola", "options": ["rbind"]}
+        ]});
+        let e = prepare(&bundle, &bundle, spec).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/isola"), "{e}");
+        let mounts: Vec<Value> = (0..6)
+            .map(|i| {
+                let d = tmp.path().join(format!("d{i}"));
+                std::fs::create_dir_all(&d).unwrap();
+                json!({"destination": format!("/d{i}"), "type": "bind", "source": d, "options": ["rbind"]})
+            })
+            .collect();
+        let spec = json!({"root": {"path": "x"}, "mounts": mounts});
+        let e = prepare(&bundle, &bundle, spec).unwrap_err().to_string();
+        assert!(e.contains("at most 5"), "{e}");
+    }
+}

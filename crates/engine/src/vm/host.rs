@@ -1,0 +1,693 @@
+//! The VM host: the part of the container's monitor that owns a VM-isolated container's QEMU and
+//! its agent channel.
+//!
+//! It multiplexes one agent channel (isola-proto over the virtio-serial port's Unix socket) between
+//! the monitor itself (create, start, the container's stdio, shutdown) and any number of local
+//! clients on the control socket `<run-root>/containers/<id>/vm.sock` (`exec`, `top`, `kill`,
+//! `stats`, `pause`, which the CLI sends). Clients speak the same protocol; their request and
+//! stream ids are their own and are rewritten to channel-wide ids here.
+//!
+//! The guest is not trusted: every message from the agent is checked against what is outstanding
+//! (an unknown response id or stream id is dropped with a warning), frames are bounded by the
+//! protocol crate, writes to the agent time out, and a malformed frame, an unexpected message or a
+//! closed channel before the container's exit ends the VM with an error that names it.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use isola_proto::{
+    Event, ExitStatus, Message, Request, Response, StdioStreams, Transport, WireError,
+    WireErrorCode,
+};
+use isola_vm::qemu::Vm;
+
+use crate::error::{Error, Result};
+
+/// Longest a write to the agent may block (a guest that stops reading fails the container).
+const AGENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client of the control socket may block a write.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First stream id the host allocates on the agent channel.
+const FIRST_STREAM: u32 = 1;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A local client of the control socket.
+#[derive(Debug)]
+struct Conn {
+    writer: Mutex<Transport<UnixStream>>,
+    /// The client's stream ids → channel stream ids.
+    streams: Mutex<HashMap<u32, u32>>,
+    /// Exec ids this client started.
+    execs: Mutex<Vec<String>>,
+    alive: AtomicBool,
+}
+
+impl Conn {
+    fn send(&self, m: &Message) {
+        if self.alive.load(Ordering::Relaxed) && lock(&self.writer).send(m).is_err() {
+            self.alive.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Pending {
+    /// The monitor waits for it.
+    Local(Sender<std::result::Result<Response, WireError>>),
+    /// A control-socket client waits for it under its own request id.
+    Client(Arc<Conn>, u64),
+}
+
+/// Where bytes of a guest → host stream go.
+#[derive(Debug)]
+enum Route {
+    /// A file descriptor of the monitor (the container's stdout/stderr pipe or terminal end).
+    Fd(Arc<OwnedFd>),
+    /// A control-socket client, under its own stream id.
+    Client(Arc<Conn>, u32),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_request: u64,
+    next_stream: u32,
+    pending: HashMap<u64, Pending>,
+    routes: HashMap<u32, Route>,
+    execs: HashMap<String, Arc<Conn>>,
+    /// How the container's init process ended, as the agent reported it.
+    init_exit: Option<ExitStatus>,
+    /// Why the VM failed, when it did.
+    error: Option<String>,
+    /// The channel is gone.
+    closed: bool,
+}
+
+/// One VM and its agent channel; shared by the monitor's threads.
+#[derive(Debug)]
+pub(crate) struct VmHost {
+    writer: Mutex<Transport<UnixStream>>,
+    state: Mutex<State>,
+    vm: Mutex<Vm>,
+    /// QEMU's host PID.
+    pid: i32,
+    /// QEMU was reaped by the monitor: it must not be signalled any more.
+    reaped: AtomicBool,
+}
+
+impl VmHost {
+    /// Wraps a booted VM whose agent greeted on `channel`, and starts reading the channel.
+    pub(crate) fn start(vm: Vm, channel: UnixStream) -> Result<Arc<VmHost>> {
+        let io = |e| Error::io("configure", "agent channel", e);
+        channel.set_read_timeout(None).map_err(io)?;
+        channel
+            .set_write_timeout(Some(AGENT_WRITE_TIMEOUT))
+            .map_err(io)?;
+        let reader = channel.try_clone().map_err(io)?;
+        let pid = vm.pid();
+        let host = Arc::new(VmHost {
+            pid,
+            writer: Mutex::new(Transport::new(channel)),
+            state: Mutex::new(State {
+                next_request: 1,
+                next_stream: FIRST_STREAM,
+                ..State::default()
+            }),
+            vm: Mutex::new(vm),
+            reaped: AtomicBool::new(false),
+        });
+        let h = host.clone();
+        std::thread::Builder::new()
+            .name("agent-reader".into())
+            .spawn(move || h.read_agent(Transport::new(reader)))
+            .map_err(|e| Error::io("start", "agent reader thread", e))?;
+        Ok(host)
+    }
+
+    /// A fresh channel stream id.
+    fn stream_id(state: &mut State) -> u32 {
+        let id = state.next_stream;
+        state.next_stream = state.next_stream.wrapping_add(1).max(FIRST_STREAM);
+        id
+    }
+
+    fn send(&self, m: &Message) -> Result<()> {
+        lock(&self.writer).send(m).map_err(|e| {
+            let msg = format!("writing to the guest agent failed: {e}");
+            self.fail(&msg);
+            Error::Vm(msg)
+        })
+    }
+
+    /// Sends `body` and waits at most `timeout` for the answer.
+    pub(crate) fn request(&self, body: Request, timeout: Duration) -> Result<Response> {
+        let what = request_name(&body);
+        let rx = self.submit(body)?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(w)) => Err(wire_error(what, w)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Vm(format!(
+                "the guest agent did not answer {what} within {timeout:?}"
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Vm(format!(
+                "the guest agent went away before answering {what}{}",
+                self.error().map(|e| format!(": {e}")).unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Sends `body` and does not wait for the answer (which is dropped when it comes).
+    pub(crate) fn post(&self, body: Request) {
+        let _ = self.submit(body);
+    }
+
+    /// Sends `body` without waiting; the answer arrives on the returned channel.
+    fn submit(&self, body: Request) -> Result<Receiver<std::result::Result<Response, WireError>>> {
+        let (tx, rx) = mpsc::channel();
+        let id = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                return Err(Error::Vm(format!(
+                    "the guest agent is gone{}",
+                    st.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )));
+            }
+            let id = st.next_request;
+            st.next_request += 1;
+            st.pending.insert(id, Pending::Local(tx));
+            id
+        };
+        self.send(&Message::Request { id, body })?;
+        Ok(rx)
+    }
+
+    /// Connects the container's stdio: `input` (read here and sent to the guest; `None` when the
+    /// container has no stdin), `out` and `err` (written with what the guest sends). With a
+    /// terminal, `out` is the terminal end and `err` is unused. Returns the stream ids to put in
+    /// `CreateContainer`.
+    pub(crate) fn attach_stdio(
+        self: &Arc<Self>,
+        input: Option<OwnedFd>,
+        out: Option<OwnedFd>,
+        err: Option<OwnedFd>,
+        terminal: bool,
+    ) -> Result<StdioStreams> {
+        let mut streams = StdioStreams {
+            terminal,
+            ..StdioStreams::default()
+        };
+        {
+            let mut st = lock(&self.state);
+            if let Some(fd) = out {
+                let id = Self::stream_id(&mut st);
+                st.routes.insert(id, Route::Fd(Arc::new(fd)));
+                streams.stdout = Some(id);
+            }
+            if let Some(fd) = err {
+                let id = Self::stream_id(&mut st);
+                st.routes.insert(id, Route::Fd(Arc::new(fd)));
+                streams.stderr = Some(id);
+            }
+            if input.is_some() {
+                streams.stdin = Some(Self::stream_id(&mut st));
+            }
+        }
+        if let (Some(fd), Some(id)) = (input, streams.stdin) {
+            let h = self.clone();
+            std::thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || h.pump_input(fd, id))
+                .map_err(|e| Error::io("start", "stdin thread", e))?;
+        }
+        Ok(streams)
+    }
+
+    /// Copies the container's input to the guest until EOF, then closes the stream.
+    fn pump_input(&self, fd: OwnedFd, stream: u32) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match rustix::io::read(&fd, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if self
+                        .send(&Message::Stream {
+                            stream,
+                            data: buf[..n].to_vec(),
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {
+                    let mut fds = [rustix::event::PollFd::new(
+                        &fd,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    if rustix::event::poll(&mut fds, None).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = self.send(&Message::StreamClose { stream });
+    }
+
+    /// Reads the agent channel until it ends.
+    fn read_agent(self: Arc<Self>, mut t: Transport<UnixStream>) {
+        loop {
+            let m = match t.recv() {
+                Ok(m) => m,
+                Err(e) => {
+                    let exited = lock(&self.state).init_exit.is_some();
+                    if !exited {
+                        let why = match e {
+                            isola_proto::TransportError::Closed => {
+                                "the guest agent closed its channel before the container exited"
+                                    .to_owned()
+                            }
+                            other => format!("the guest agent's channel failed: {other}"),
+                        };
+                        self.fail(&why);
+                    }
+                    break;
+                }
+            };
+            if let Err(why) = self.dispatch(m) {
+                self.fail(&why);
+                break;
+            }
+        }
+        self.close_all();
+    }
+
+    /// Handles one message from the agent; `Err` = protocol violation (the VM is ended).
+    fn dispatch(self: &Arc<Self>, m: Message) -> std::result::Result<(), String> {
+        match m {
+            Message::Response { id, result } => {
+                let p = lock(&self.state).pending.remove(&id);
+                match p {
+                    Some(Pending::Local(tx)) => {
+                        let _ = tx.send(result);
+                    }
+                    Some(Pending::Client(conn, cid)) => {
+                        conn.send(&Message::Response { id: cid, result });
+                    }
+                    None => tracing::warn!("guest agent answered unknown request {id}"),
+                }
+            }
+            Message::Stream { stream, data } => {
+                let route = {
+                    let st = lock(&self.state);
+                    match st.routes.get(&stream) {
+                        Some(Route::Fd(fd)) => Some(Route::Fd(fd.clone())),
+                        Some(Route::Client(c, local)) => Some(Route::Client(c.clone(), *local)),
+                        None => None,
+                    }
+                };
+                match route {
+                    Some(Route::Fd(fd)) => {
+                        // A reader that went away (EPIPE) loses the bytes, nothing more.
+                        let _ = crate::monitor::io::write_all(fd.as_fd(), &data);
+                    }
+                    Some(Route::Client(c, local)) => c.send(&Message::Stream {
+                        stream: local,
+                        data,
+                    }),
+                    None => tracing::debug!(
+                        "guest sent {} bytes on unknown stream {stream}",
+                        data.len()
+                    ),
+                }
+            }
+            Message::StreamClose { stream } => {
+                let route = lock(&self.state).routes.remove(&stream);
+                if let Some(Route::Client(c, local)) = route {
+                    c.send(&Message::StreamClose { stream: local });
+                }
+            }
+            Message::Event(Event::Exited {
+                exec_id: None,
+                status,
+                ..
+            }) => {
+                let first = {
+                    let mut st = lock(&self.state);
+                    let first = st.init_exit.is_none();
+                    st.init_exit.get_or_insert(status);
+                    first
+                };
+                if first {
+                    // The container is over: power the VM off (the monitor sees QEMU exit).
+                    let h = self.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("shutdown".into())
+                        .spawn(move || h.shutdown(Duration::from_secs(5)));
+                }
+            }
+            Message::Event(Event::Exited {
+                exec_id: Some(exec),
+                id,
+                status,
+            }) => {
+                let conn = lock(&self.state).execs.remove(&exec);
+                if let Some(c) = conn {
+                    c.send(&Message::Event(Event::Exited {
+                        id,
+                        exec_id: Some(exec),
+                        status,
+                    }));
+                }
+            }
+            Message::Event(Event::ProtocolError { message }) => {
+                tracing::warn!("guest agent could not decode a message: {message}");
+            }
+            Message::Event(Event::AgentPanic { message }) => {
+                return Err(format!("the guest agent panicked: {message}"));
+            }
+            Message::Hello { .. } | Message::Request { .. } => {
+                return Err(format!(
+                    "the guest agent sent an unexpected {}",
+                    if matches!(m, Message::Hello { .. }) {
+                        "second Hello"
+                    } else {
+                        "request"
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `why` as the VM's failure (the first one wins) and ends the VM.
+    fn fail(&self, why: &str) {
+        {
+            let mut st = lock(&self.state);
+            if st.error.is_none() && st.init_exit.is_none() {
+                tracing::error!("{why}");
+                st.error = Some(why.to_owned());
+            }
+        }
+        self.kill();
+    }
+
+    /// Drops every route and pending request (readers see EOF, waiters an error).
+    fn close_all(&self) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        st.pending.clear();
+        st.routes.clear();
+        for (_, c) in st.execs.drain() {
+            c.alive.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Why the VM failed, if it did.
+    pub(crate) fn error(&self) -> Option<String> {
+        lock(&self.state).error.clone()
+    }
+
+    /// How the container's init process ended, if the agent said.
+    pub(crate) fn init_exit(&self) -> Option<ExitStatus> {
+        lock(&self.state).init_exit
+    }
+
+    /// Asks the agent to power off, then QEMU to quit, then kills it; waits at most `grace` for
+    /// each step.
+    pub(crate) fn shutdown(&self, grace: Duration) {
+        if self.reaped.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(rx) = self.submit(Request::Shutdown) {
+            let _ = rx.recv_timeout(grace);
+        }
+        let mut vm = lock(&self.vm);
+        if !self.reaped.load(Ordering::Relaxed) && vm.wait_timeout(grace).is_none() {
+            vm.quit(grace);
+        }
+    }
+
+    /// Kills QEMU at once (unless the monitor reaped it already).
+    pub(crate) fn kill(&self) {
+        if !self.reaped.load(Ordering::Relaxed) {
+            if let Ok(mut vm) = self.vm.try_lock() {
+                vm.kill();
+            } else {
+                // Someone holds the VM (a shutdown waiting on it): signal it by PID instead.
+                let pid = self.pid;
+                if pid > 0 {
+                    // SAFETY: plain kill(2) on QEMU's PID, which the monitor has not reaped yet.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The monitor reaped QEMU: never signal its PID again.
+    pub(crate) fn reaped(&self, status: std::process::ExitStatus) {
+        self.reaped.store(true, Ordering::Relaxed);
+        if let Ok(mut vm) = self.vm.try_lock() {
+            vm.set_reaped(status);
+        }
+    }
+
+    /// Serves local clients on `listener` (the control socket), each in its own thread.
+    pub(crate) fn serve_control(self: &Arc<Self>, listener: UnixListener) -> Result<()> {
+        let h = self.clone();
+        std::thread::Builder::new()
+            .name("vm-control".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(stream) = conn else { continue };
+                    let h = h.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("vm-client".into())
+                        .spawn(move || h.serve_client(stream));
+                }
+            })
+            .map_err(|e| Error::io("start", "control socket thread", e))?;
+        Ok(())
+    }
+
+    fn serve_client(self: Arc<Self>, stream: UnixStream) {
+        let Ok(writer) = stream.try_clone() else {
+            return;
+        };
+        let _ = writer.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
+        let conn = Arc::new(Conn {
+            writer: Mutex::new(Transport::new(writer)),
+            streams: Mutex::new(HashMap::new()),
+            execs: Mutex::new(Vec::new()),
+            alive: AtomicBool::new(true),
+        });
+        let mut t = Transport::new(stream);
+        while let Ok(m) = t.recv() {
+            if let Err(why) = self.handle_client(&conn, m) {
+                conn.send(&Message::Event(Event::ProtocolError { message: why }));
+                break;
+            }
+        }
+        conn.alive.store(false, Ordering::Relaxed);
+        // The client is gone: close the input of its processes, forget its routes.
+        let globals: Vec<u32> = lock(&conn.streams).values().copied().collect();
+        let mut inputs = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            for g in globals {
+                if st.routes.remove(&g).is_none() {
+                    inputs.push(g);
+                }
+            }
+            for e in lock(&conn.execs).iter() {
+                st.execs.remove(e);
+            }
+        }
+        for g in inputs {
+            let _ = self.send(&Message::StreamClose { stream: g });
+        }
+    }
+
+    /// Forwards one message of a control-socket client to the agent.
+    fn handle_client(&self, conn: &Arc<Conn>, m: Message) -> std::result::Result<(), String> {
+        match m {
+            Message::Request { id, body } => {
+                let body = match body {
+                    Request::Exec {
+                        id: cid,
+                        exec_id,
+                        process,
+                        stdio,
+                    } => {
+                        let stdio = self.map_exec_stdio(conn, &exec_id, stdio)?;
+                        Request::Exec {
+                            id: cid,
+                            exec_id,
+                            process,
+                            stdio,
+                        }
+                    }
+                    Request::ResizeTty { stream, rows, cols } => {
+                        let Some(g) = lock(&conn.streams).get(&stream).copied() else {
+                            conn.send(&Message::Response {
+                                id,
+                                result: Err(WireError::new(
+                                    WireErrorCode::NotFound,
+                                    format!("no stream {stream}"),
+                                )),
+                            });
+                            return Ok(());
+                        };
+                        Request::ResizeTty {
+                            stream: g,
+                            rows,
+                            cols,
+                        }
+                    }
+                    Request::CreateContainer { .. } | Request::Shutdown | Request::Start { .. } => {
+                        conn.send(&Message::Response {
+                            id,
+                            result: Err(WireError::new(
+                                WireErrorCode::InvalidRequest,
+                                "only the container's monitor may create, start or shut down the VM",
+                            )),
+                        });
+                        return Ok(());
+                    }
+                    other => other,
+                };
+                let gid = {
+                    let mut st = lock(&self.state);
+                    if st.closed {
+                        drop(st);
+                        conn.send(&Message::Response {
+                            id,
+                            result: Err(WireError::new(
+                                WireErrorCode::ShuttingDown,
+                                "the VM has ended",
+                            )),
+                        });
+                        return Ok(());
+                    }
+                    let gid = st.next_request;
+                    st.next_request += 1;
+                    st.pending.insert(gid, Pending::Client(conn.clone(), id));
+                    gid
+                };
+                self.send(&Message::Request { id: gid, body })
+                    .map_err(|e| e.to_string())
+            }
+            Message::Stream { stream, data } => {
+                let g = lock(&conn.streams).get(&stream).copied();
+                match g {
+                    Some(g) => self
+                        .send(&Message::Stream { stream: g, data })
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!("data on unknown stream {stream}")),
+                }
+            }
+            Message::StreamClose { stream } => {
+                let g = lock(&conn.streams).get(&stream).copied();
+                match g {
+                    Some(g) => self
+                        .send(&Message::StreamClose { stream: g })
+                        .map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            }
+            other => Err(format!(
+                "clients may send requests and streams only, not {}",
+                message_name(&other)
+            )),
+        }
+    }
+
+    /// Gives an exec's client-chosen stream ids channel-wide ids and routes its output back.
+    fn map_exec_stdio(
+        &self,
+        conn: &Arc<Conn>,
+        exec_id: &str,
+        stdio: StdioStreams,
+    ) -> std::result::Result<StdioStreams, String> {
+        let mut st = lock(&self.state);
+        if st.execs.contains_key(exec_id) {
+            return Err(format!("exec {exec_id} exists already"));
+        }
+        let mut map = lock(&conn.streams);
+        let mut out = StdioStreams {
+            terminal: stdio.terminal,
+            ..StdioStreams::default()
+        };
+        for (local, slot, output) in [
+            (stdio.stdin, &mut out.stdin, false),
+            (stdio.stdout, &mut out.stdout, true),
+            (stdio.stderr, &mut out.stderr, true),
+        ] {
+            let Some(local) = local else { continue };
+            if map.contains_key(&local) {
+                return Err(format!("stream {local} is in use"));
+            }
+            let g = Self::stream_id(&mut st);
+            map.insert(local, g);
+            if output {
+                st.routes.insert(g, Route::Client(conn.clone(), local));
+            }
+            *slot = Some(g);
+        }
+        st.execs.insert(exec_id.to_owned(), conn.clone());
+        lock(&conn.execs).push(exec_id.to_owned());
+        Ok(out)
+    }
+}
+
+/// The request's name, for messages.
+pub(crate) fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Ping => "Ping",
+        Request::CreateContainer { .. } => "CreateContainer",
+        Request::Start { .. } => "Start",
+        Request::Signal { .. } => "Signal",
+        Request::Exec { .. } => "Exec",
+        Request::ResizeTty { .. } => "ResizeTty",
+        Request::Top { .. } => "Top",
+        Request::Stats { .. } => "Stats",
+        Request::Pause { .. } => "Pause",
+        Request::Resume { .. } => "Resume",
+        Request::Wait { .. } => "Wait",
+        Request::Shutdown => "Shutdown",
+    }
+}
+
+fn message_name(m: &Message) -> &'static str {
+    match m {
+        Message::Hello { .. } => "Hello",
+        Message::Request { .. } => "Request",
+        Message::Response { .. } => "Response",
+        Message::Stream { .. } => "Stream",
+        Message::StreamClose { .. } => "StreamClose",
+        Message::Event(_) => "Event",
+    }
+}
+
+/// The engine error for an agent's refusal of `what`: 126/127 when the program cannot run.
+pub(crate) fn wire_error(what: &str, w: WireError) -> Error {
+    match w.status {
+        Some(code @ (126 | 127)) => Error::StartFailed {
+            message: w.message,
+            code,
+        },
+        _ => Error::Vm(format!("{what}: {}", w.message)),
+    }
+}
