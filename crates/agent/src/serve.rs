@@ -118,6 +118,14 @@ pub fn serve<T: Read + Write>(t: &mut Transport<T>) -> Result<End, TransportErro
     }
 }
 
+/// Guest uptime from /proc/uptime, in milliseconds (0 when unreadable).
+pub fn uptime_ms() -> u64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |secs| (secs * 1000.0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,10 +164,3 @@ mod tests {
     }
 }
 
-/// Guest uptime from /proc/uptime, in milliseconds (0 when unreadable).
-pub fn uptime_ms() -> u64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0, |secs| (secs * 1000.0) as u64)
-}
