@@ -163,4 +163,3 @@ mod tests {
         assert_eq!(agent.join().unwrap().unwrap(), End::Closed);
     }
 }
-

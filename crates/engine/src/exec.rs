@@ -111,10 +111,13 @@ impl Engine {
                 return proxy_terminal(master, pid);
             }
             pid
+        } else if req.detach {
+            // Nothing of the CLI's: a detached process must not hold its pipes open.
+            with_null_stdio(&[0, 1, 2], || mode.exec(&r.id, &p, &Console::default()))?
         } else if req.interactive {
             mode.exec(&r.id, &p, &Console::default())?
         } else {
-            with_null_stdin(|| mode.exec(&r.id, &p, &Console::default()))?
+            with_null_stdio(&[0], || mode.exec(&r.id, &p, &Console::default()))?
         };
         if req.detach {
             return Ok(0);
@@ -136,24 +139,38 @@ fn wait_code(pid: i32) -> i32 {
     }
 }
 
-/// Runs `f` with /dev/null as this process's stdin, so that what it starts does not read the CLI's.
-fn with_null_stdin<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// Runs `f` with /dev/null as this process's standard streams `fds` (0: stdin, 1: stdout,
+/// 2: stderr), so that what it starts does not use the CLI's; restores them afterwards.
+fn with_null_stdio<T>(fds: &[i32], f: impl FnOnce() -> Result<T>) -> Result<T> {
     use std::os::fd::FromRawFd;
-    let null = std::fs::File::open("/dev/null").map_err(|e| Error::io("open", "/dev/null", e))?;
-    // SAFETY: fd 0 is open (standard input); it is saved and restored around `f`.
-    let saved = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) }
-        .try_clone_to_owned()
-        .map_err(|e| Error::io("save", "standard input", e))?;
-    let set = |fd: &OwnedFd| {
-        // SAFETY: dup2 onto fd 0; the wrapper is forgotten so fd 0 stays open.
-        let mut zero = unsafe { OwnedFd::from_raw_fd(0) };
-        let r = rustix::io::dup2(fd, &mut zero);
-        std::mem::forget(zero);
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io("open", "/dev/null", e))?;
+    let mut saved = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        // SAFETY: the standard streams are open in the CLI; each is saved and restored around `f`.
+        let copy = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("save", "standard streams", e))?;
+        saved.push((fd, copy));
+    }
+    let set = |target: i32, from: &OwnedFd| {
+        // SAFETY: dup2 onto a standard stream number; the wrapper is forgotten so it stays open.
+        let mut std = unsafe { OwnedFd::from_raw_fd(target) };
+        let r = rustix::io::dup2(from, &mut std);
+        std::mem::forget(std);
         r
     };
-    set(&OwnedFd::from(null)).map_err(|e| Error::io("redirect", "standard input", e.into()))?;
+    for &fd in fds {
+        set(fd, &null).map_err(|e| Error::io("redirect", "standard streams", e.into()))?;
+    }
     let out = f();
-    let _ = set(&saved);
+    for (fd, copy) in &saved {
+        let _ = set(*fd, copy);
+    }
     out
 }
 

@@ -63,7 +63,7 @@ impl Engine {
             }))
             .collect();
         let process = spec.as_ref().and_then(|s| s.process().clone());
-        json!({
+        let mut v = json!({
             "Id": r.id,
             "Created": r.created,
             "Path": path,
@@ -126,7 +126,17 @@ impl Engine {
                 "StopSignal": r.config.stop_signal,
                 "StopTimeout": r.config.stop_timeout,
             },
-        })
+        });
+        // VM isolation: the VM's size, accelerator and boot broken down (VMM, kernel, agent,
+        // container create and start), from the last start.
+        if h.isolation == crate::config::Isolation::Vm {
+            if let (Some(info), Some(o)) =
+                (crate::vm::read_info(self.roots(), &r.id), v.as_object_mut())
+            {
+                o.insert("VM".into(), serde_json::to_value(info).unwrap_or_default());
+            }
+        }
+        v
     }
 
     /// `isola info`: version, roots, cgroup version and driver, default isolation, kernel, counts.
