@@ -7,6 +7,8 @@
 
 pub mod accel;
 pub mod assets;
+mod cpio;
+mod elf;
 mod error;
 pub mod qemu;
 
