@@ -28,9 +28,9 @@ pub enum AgentError {
         op: &'static str,
         /// The container ID.
         id: String,
-        /// The runtime's error.
+        /// The runtime's error (boxed: it is large, and failures are rare).
         #[source]
-        source: isola_runtime::Error,
+        source: Box<isola_runtime::Error>,
     },
     /// A file or descriptor operation of the agent itself failed.
     #[error("{op} {what}")]
@@ -60,7 +60,7 @@ impl AgentError {
         AgentError::Runtime {
             op,
             id: id.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -72,7 +72,7 @@ pub fn to_wire(e: &AgentError) -> WireError {
         AgentError::Invalid(_) => WireErrorCode::InvalidRequest,
         AgentError::NotFound(_) => WireErrorCode::NotFound,
         AgentError::Exists(_) => WireErrorCode::AlreadyExists,
-        AgentError::Runtime { source, .. } => match source {
+        AgentError::Runtime { source, .. } => match **source {
             R::NotFound(_) => WireErrorCode::NotFound,
             R::Exists(_) => WireErrorCode::AlreadyExists,
             R::BadId(_) | R::Config { .. } | R::BadStatus { .. } => WireErrorCode::InvalidRequest,

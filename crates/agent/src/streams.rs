@@ -152,7 +152,7 @@ impl Streams {
     /// the first 10, then every 1000th, so a confused host cannot flood the console.
     fn note_dropped(&self, id: u32, what: &str) {
         let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-        if n < 10 || n % 1000 == 0 {
+        if n < 10 || n.is_multiple_of(1000) {
             crate::log!(
                 "dropped host {what} for unknown or closed stdin stream {id} ({} so far)",
                 n + 1

@@ -355,6 +355,22 @@ fn containers_run_in_the_guest() {
         "{stats}"
     );
     assert_eq!(stats["pids"]["current"].as_u64(), Some(2), "{stats}");
+    // A process that exits while a background child still holds its stdout: the agent
+    // closes the streams itself after the 2 s grace, then reports the exit.
+    let t = Instant::now();
+    h.ok(Request::Exec {
+        id: "c3".into(),
+        exec_id: "bg".into(),
+        process: process(&["sh", "-c", "sleep 100 & echo bg"], false),
+        stdio: stdio(None, Some(13), Some(14), false),
+    });
+    let f = finish(&mut h, "c3", Some("bg"), &[13, 14]);
+    let waited = t.elapsed();
+    assert_eq!((f.text(13).as_str(), f.status), ("bg\n", code(0)));
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(8),
+        "exit reported {waited:?} after the exec"
+    );
     assert_eq!(h.ok(Request::Pause { id: "c3".into() }), Response::Done);
     assert_eq!(h.ok(Request::Resume { id: "c3".into() }), Response::Done);
     // A Wait that is answered later must not hold up the requests after it.
