@@ -232,15 +232,16 @@ impl Agent {
         stdio::check_ids(stdio, &self.streams, "stdio")?;
         let parsed: Spec = parse("spec", spec)?;
         check_terminal("spec.process", parsed.process().as_ref(), stdio)?;
-        match parsed.root().as_ref().map(|r| r.path()) {
-            Some(p) if p.is_absolute() => {}
-            Some(p) => {
-                return Err(invalid(
-                    "spec.root.path",
-                    format!("{p:?} is not an absolute guest path"),
-                ))
-            }
-            None => return Err(invalid("spec.root", "missing")),
+        // The root is one of the guest paths the mounts produce, never the guest's own root.
+        let Some(root) = parsed.root().as_ref().map(|r| r.path()) else {
+            return Err(invalid("spec.root", "missing"));
+        };
+        let root_ok = root
+            .to_str()
+            .ok_or_else(|| "is not UTF-8".to_owned())
+            .and_then(guest_mounts::check_target);
+        if let Err(e) = root_ok {
+            return Err(invalid("spec.root.path", format!("{root:?} {e}")));
         }
         let mounted = guest_mounts::mount_all(mounts)?;
         let bundle = PathBuf::from(BUNDLES).join(id);

@@ -94,8 +94,13 @@ pub struct Plan {
     bind_ro: bool,
 }
 
-/// Checks a target; the message names the problem (the caller adds the field).
-fn check_target(target: &str) -> Result<(), String> {
+/// Checks a guest path the host names as a mount target or a container's root: absolute,
+/// normal, strictly below [`MOUNT_ROOT`], clear of [`RESERVED`]. The message names the problem
+/// (the caller adds the field).
+///
+/// # Errors
+/// What is wrong with `target`, e.g. `must be an absolute path below /run/isola/`.
+pub fn check_target(target: &str) -> Result<(), String> {
     if target.contains('\0') {
         return Err("contains a NUL byte".into());
     }

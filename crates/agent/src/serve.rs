@@ -232,6 +232,23 @@ mod tests {
             source.message.starts_with("spec.ociVersion: invalid type"),
             "{source}"
         );
+        let mut guest_root = create(
+            "c",
+            serde_json::json!({"ociVersion": "1.0.2", "root": {"path": "/"}}),
+            "/run/isola/c",
+            1,
+        );
+        if let Request::CreateContainer { stdio, .. } = &mut guest_root {
+            stdio.stderr = Some(2);
+        }
+        let isola_proto::ClientError::Agent { source, .. } = c.request(guest_root, T).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            source.message,
+            "spec.root.path: \"/\" must be an absolute path below /run/isola/"
+        );
         let mut bad_target = create("c", spec, "/etc", 1);
         if let Request::CreateContainer { stdio, .. } = &mut bad_target {
             stdio.stderr = Some(2);
