@@ -125,10 +125,33 @@ pub fn mount_early() -> Vec<MountError> {
             errors.push(e);
         }
     }
-    if let Err(e) = mount_cgroups() {
-        errors.extend(e);
+    match mount_cgroups() {
+        Ok(()) => enable_controllers(),
+        Err(e) => errors.extend(e),
     }
     errors
+}
+
+/// Controllers the containers' limits need, enabled for the root cgroup's children (the
+/// runtime enables them further down as it creates `/isola/<id>`).
+const CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "pids"];
+
+/// Writes `+controller` to the root's `cgroup.subtree_control` for each of [`CONTROLLERS`]
+/// the kernel offers (cgroup v2 only); a failure only goes to the console.
+fn enable_controllers() {
+    let root = Path::new(CGROUP_ROOT);
+    let Ok(offered) = fs::read_to_string(root.join("cgroup.controllers")) else {
+        return;
+    };
+    for c in CONTROLLERS {
+        if !offered.split_whitespace().any(|o| o == *c) {
+            crate::log!("cgroup controller {c} is not offered by the kernel");
+            continue;
+        }
+        if let Err(e) = fs::write(root.join("cgroup.subtree_control"), format!("+{c}")) {
+            crate::log!("enable cgroup controller {c}: {e}");
+        }
+    }
 }
 
 /// cgroup v2 (unified) at /sys/fs/cgroup, as the container runtime prefers it; if the kernel

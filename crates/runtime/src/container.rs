@@ -3,7 +3,7 @@
 //! processes that become the container are set up in [`crate::init`].
 
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,15 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// Number of file descriptors after stdio (3, 4, …) passed on to the container process.
     pub preserve_fds: u32,
+    /// The container process's stdin, stdout and stderr: these descriptors of the caller are
+    /// duplicated onto 0, 1 and 2 in the container's setup process, right after `fork`, so the
+    /// container (and its createContainer/startContainer hooks) use them. `None`: the container
+    /// inherits the caller's own 0, 1 and 2 (what a single-threaded caller such as the CLI or the
+    /// monitor wants). A multi-threaded caller (the guest agent) must pass them explicitly, since
+    /// it cannot point its own 0, 1 and 2 at one container's pipes. The descriptors must stay open
+    /// until [`Runtime::create`] returns; the caller closes its copies afterwards. With
+    /// `process.terminal` the terminal replaces them once it is set up.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Options of [`Container::exec`].
@@ -46,6 +55,9 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     /// Number of file descriptors after stdio passed on.
     pub preserve_fds: u32,
+    /// The process's stdin, stdout and stderr, duplicated onto 0, 1 and 2 in the child right
+    /// after `fork`; `None` inherits the caller's (see [`CreateOptions::stdio`]).
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// A runtime state root: one directory per container.
@@ -184,6 +196,9 @@ impl Runtime {
             .as_ref()
             .map(process::compile_seccomp)
             .transpose()?;
+        if let Some(fds) = opts.stdio {
+            crate::syscall::check_stdio(fds)?;
+        }
         let console = crate::tty::console_for(&process, opts.console_socket.as_deref())?;
         let start_listener = listen_start(&state::start_socket(&self.root, id))?;
         let joins = ToJoin::open(&namespaces)?;
@@ -193,14 +208,18 @@ impl Runtime {
             rootfs: bundle.rootfs.clone(),
             no_pivot: opts.no_pivot,
             preserve_fds: opts.preserve_fds,
+            stdio: opts.stdio,
             seccomp,
             console,
             start_listener,
             joins,
             cgroup: cgroup.clone(),
         };
-        // SAFETY: the runtime is single-threaded when it creates containers (the CLI and the monitor
-        // never start threads before this point), so the child may run arbitrary code after fork.
+        // SAFETY: the child runs only the runtime's setup code and then execs or `_exit`s. The CLI
+        // and the monitor are single-threaded here. A multi-threaded caller (the guest agent) is
+        // safe too: glibc's fork leaves malloc usable in the child, and the setup code takes no lock
+        // another thread could hold at fork time (it never writes to std's stdout/stderr, and its
+        // `tracing` calls go nowhere in a caller without a subscriber).
         let child_pid = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
             ForkResult::Child => {
                 drop(parent);
@@ -521,9 +540,13 @@ impl Container {
             .as_ref()
             .map(process::compile_seccomp)
             .transpose()?;
+        if let Some(fds) = opts.stdio {
+            crate::syscall::check_stdio(fds)?;
+        }
         let console = crate::tty::console_for(process, opts.console_socket.as_deref())?;
         let (parent, child) = sync::pair().map_err(|e| Error::sys("create socket pair", e))?;
         let setup = ExecSetup {
+            stdio: opts.stdio,
             cgroup: self.cgroup.clone(),
             process: process.clone(),
             seccomp,
@@ -531,7 +554,8 @@ impl Container {
             joins,
             preserve_fds: opts.preserve_fds,
         };
-        // SAFETY: see `create_in`: the caller is single-threaded here.
+        // SAFETY: as in `create_in`: the child runs only the runtime's setup code, which takes no
+        // lock another thread of the caller could hold at fork time.
         let child_pid = match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
             ForkResult::Child => {
                 drop(parent);

@@ -8,7 +8,7 @@
 //! exec: `exec_stage1` (joins the container's namespaces, forks) → `exec_process`.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -29,6 +29,7 @@ pub(crate) struct InitSetup {
     pub rootfs: PathBuf,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    pub stdio: Option<[RawFd; 3]>,
     pub seccomp: Option<SeccompProgram>,
     pub console: Option<OwnedFd>,
     pub start_listener: OwnedFd,
@@ -45,6 +46,7 @@ pub(crate) struct ExecSetup {
     pub console: Option<OwnedFd>,
     pub joins: ToJoin,
     pub preserve_fds: u32,
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Exit status meaning "the program could not be found".
@@ -109,6 +111,9 @@ pub(crate) fn stage1(chan: Channel, setup: InitSetup) -> ! {
 fn stage1_inner(chan: &Channel, setup: &InitSetup) -> Result<i32> {
     // Until the container program execs, no process in the container may open our memory or binary.
     syscall::set_dumpable(false)?;
+    if let Some(fds) = setup.stdio {
+        syscall::install_stdio(fds)?;
+    }
     setup.cgroup.join_self()?;
     expect_go(chan)?;
     let namespaces = setup
@@ -323,6 +328,9 @@ fn finish_process(process: &Process, seccomp: Option<&SeccompProgram>, keep: &[i
 pub(crate) fn exec_stage1(chan: Channel, setup: ExecSetup) -> ! {
     let run = || -> Result<i32> {
         syscall::set_dumpable(false)?;
+        if let Some(fds) = setup.stdio {
+            syscall::install_stdio(fds)?;
+        }
         setup.cgroup.join_self()?;
         expect_go(&chan)?;
         setup.joins.join(None)?;

@@ -154,3 +154,12 @@ pub fn split(namespaces: &[LinuxNamespace]) -> (Vec<LinuxNamespaceType>, Vec<Lin
         .collect();
     (new, joined)
 }
+
+/// Brings the loopback interface (`lo`) of the caller's network namespace up, as the runtime does
+/// in every new network namespace. The guest agent calls it for the guest's own namespace.
+///
+/// # Errors
+/// The failing ioctl (`SIOCGIFFLAGS` / `SIOCSIFFLAGS` on `lo`).
+pub fn loopback_up() -> Result<()> {
+    crate::syscall::loopback_up()
+}

@@ -1,6 +1,7 @@
 //! Small wrappers around the system calls the setup processes need that rustix and nix do not cover
 //! in the shape wanted here. Each `unsafe` block is a single call with its reason.
 
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::unistd::{fork, ForkResult};
@@ -117,4 +118,47 @@ pub fn reset_signals() {
 /// The file descriptors 3 .. 3+n passed on to the container process.
 pub fn preserved(n: u32) -> Vec<i32> {
     (3..3 + n as i32).collect()
+}
+
+/// Checks, in the parent before `fork`, that each of `fds` (see `CreateOptions::stdio`) is an open
+/// descriptor, so that a bad one is an error naming it rather than a failure inside the child.
+pub fn check_stdio(fds: [RawFd; 3]) -> Result<()> {
+    for (name, fd) in ["stdin", "stdout", "stderr"].into_iter().zip(fds) {
+        let ok = fd >= 0 && {
+            // SAFETY: the descriptor is only borrowed for one fcntl(F_GETFD), which reads its flags.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            rustix::io::fcntl_getfd(b).is_ok()
+        };
+        if !ok {
+            return Err(Error::sys(
+                format!("{name} descriptor {fd}"),
+                std::io::Error::from_raw_os_error(libc::EBADF),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// In a child after `fork`: makes `fds` its stdin, stdout and stderr. Each is first duplicated
+/// above 2 (close-on-exec), so a source that is itself 0, 1 or 2 survives until it is used, then
+/// `dup2`'ed onto its number, which leaves the standard streams inheritable.
+pub fn install_stdio(fds: [RawFd; 3]) -> Result<()> {
+    let mut high = Vec::with_capacity(3);
+    for fd in fds {
+        // SAFETY: `fd` was checked open by `check_stdio` before fork and the child inherited it;
+        // it is only borrowed for the duplication.
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        let dup = rustix::io::fcntl_dupfd_cloexec(b, 3)
+            .map_err(|e| Error::sys(format!("duplicate stdio descriptor {fd}"), e))?;
+        high.push(dup);
+    }
+    for (target, src) in high.iter().enumerate() {
+        // SAFETY: 0, 1 and 2 are the standard streams of this (single-threaded) child; replacing
+        // them is the point. The temporary OwnedFd is forgotten, so nothing closes them here.
+        let mut std = unsafe { OwnedFd::from_raw_fd(target as RawFd) };
+        let r = rustix::io::dup2(src, &mut std);
+        std::mem::forget(std);
+        r.map_err(|e| Error::sys(format!("dup2 onto descriptor {target}"), e))?;
+    }
+    Ok(())
 }

@@ -10,7 +10,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
-use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 
 use crate::error::{Error, Result};
@@ -58,6 +61,41 @@ pub fn send_fd(socket: BorrowedFd<'_>, name: &str, fd: BorrowedFd<'_>) -> Result
     )
     .map_err(|e| Error::sys("send terminal over the console socket", e))?;
     Ok(())
+}
+
+/// The receiving side of [`send_fd`] (what a `--console-socket` listener does with each
+/// connection): reads one message from `socket` and returns the descriptor it carries
+/// (close-on-exec) and its payload (the sender's name for it, e.g. `/dev/ptmx`, at most 256 bytes).
+///
+/// # Errors
+/// The errno of recvmsg(2); end of file or a message without a descriptor is an error too.
+pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<(OwnedFd, String)> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut payload = [0u8; 256];
+    let got = recvmsg(
+        socket,
+        &mut [std::io::IoSliceMut::new(&mut payload)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("receive terminal from the console socket", e))?;
+    let name = String::from_utf8_lossy(&payload[..got.bytes.min(payload.len())]).into_owned();
+    let mut found = None;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            // Keep the first; any others are closed as the iterator drops them.
+            for fd in fds {
+                found.get_or_insert(fd);
+            }
+        }
+    }
+    found.map(|fd| (fd, name)).ok_or_else(|| {
+        Error::sys(
+            "receive terminal from the console socket",
+            std::io::Error::other("message carries no file descriptor"),
+        )
+    })
 }
 
 /// Inside the container (after pivot_root and the devpts mount): makes a pseudo-terminal, sends its

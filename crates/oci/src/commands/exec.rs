@@ -154,6 +154,7 @@ pub fn exec(args: ExecArgs, root: &Path) -> anyhow::Result<u8> {
         console_socket: args.console_socket.clone(),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
+        stdio: None,
     };
     let mut waiter = if args.detach {
         None

@@ -52,6 +52,7 @@ impl CreateFlags {
             pid_file: self.pid_file.clone(),
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
+            stdio: None,
         }
     }
 }
