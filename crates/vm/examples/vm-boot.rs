@@ -95,7 +95,8 @@ fn parse() -> Result<Opts, String> {
                 o.memory_mib = val()?.parse().map_err(|e| format!("--memory-mib: {e}"))?
             }
             "--idle-s" => {
-                o.idle = Duration::from_secs_f64(val()?.parse().map_err(|e| format!("--idle-s: {e}"))?)
+                o.idle =
+                    Duration::from_secs_f64(val()?.parse().map_err(|e| format!("--idle-s: {e}"))?)
             }
             "--agent" => o.agent = Some(val()?.into()),
             "--baseline-kernel" => o.baseline_kernel = Some(val()?.into()),
@@ -202,7 +203,14 @@ fn kib(pid: i32, file: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -250,11 +258,20 @@ fn main() -> ExitCode {
         gzip = Some(path);
     }
     for (k, v) in [
-        ("qemu", format!("{} {}", assets.qemu.display(), assets.qemu_version)),
-        ("kernel", format!("{} {}", assets.kernel.display(), assets.kernel_version)),
+        (
+            "qemu",
+            format!("{} {}", assets.qemu.display(), assets.qemu_version),
+        ),
+        (
+            "kernel",
+            format!("{} {}", assets.kernel.display(), assets.kernel_version),
+        ),
         ("agent", assets.agent_version.clone()),
         ("initramfs_plain_bytes", size(&assets.initramfs)),
-        ("initramfs_gzip_bytes", gzip.as_deref().map_or("-".into(), size)),
+        (
+            "initramfs_gzip_bytes",
+            gzip.as_deref().map_or("-".into(), size),
+        ),
         ("memory_mib", o.memory_mib.to_string()),
     ] {
         println!("assets {k} {v}");
@@ -281,7 +298,13 @@ fn main() -> ExitCode {
         } else {
             assets.initramfs.clone()
         };
-        let cfg = config(work.path(), &assets, &initramfs, decision.accel, o.memory_mib);
+        let cfg = config(
+            work.path(),
+            &assets,
+            &initramfs,
+            decision.accel,
+            o.memory_mib,
+        );
         match boot_once(&cfg, o.deadline) {
             Outcome::Up {
                 hello_ms,
@@ -310,7 +333,13 @@ fn main() -> ExitCode {
     }
 
     if !o.idle.is_zero() {
-        let cfg = config(work.path(), &assets, &assets.initramfs, decision.accel, o.memory_mib);
+        let cfg = config(
+            work.path(),
+            &assets,
+            &assets.initramfs,
+            decision.accel,
+            o.memory_mib,
+        );
         match boot_once(&cfg, o.deadline) {
             Outcome::Up { vm, client, .. } => {
                 std::thread::sleep(o.idle);
@@ -384,7 +413,14 @@ fn baseline_once(
     let mut child = Command::new(qemu)
         .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-m"])
         .arg(memory_mib.to_string())
-        .args(["-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .args([
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+            "-no-reboot",
+        ])
         .args(["-serial", "stdio", "-kernel"])
         .arg(kernel)
         .arg("-initrd")
