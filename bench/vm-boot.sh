@@ -64,7 +64,7 @@ case "$target" in /*) ;; *) target=$repo/$target ;; esac
 
 log "building the boot driver (release) and the static agent"
 cargo build --quiet --locked --release -p isola-vm --example vm-boot
-agent=$(./scripts/build-agent.sh --profile release | tail -n 1)
+agent=$(./scripts/build-agent.sh --profile release)
 driver=$target/release/examples/vm-boot
 kernel_dir=$(vm/build-kernel.sh | tail -n 1)
 export ISOLA_KERNEL=$kernel_dir/vmlinux

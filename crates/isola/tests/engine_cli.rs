@@ -705,6 +705,7 @@ fn info_says_what_vm_isolation_misses() {
             .command(&["info", "--format", format])
             .env("ISOLA_CONFIG", &config)
             .env_remove("ISOLA_KERNEL")
+            .env_remove("ISOLA_AGENT")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -9,9 +9,12 @@
 //!   (the key needs the installed `linux-source-6.1` version), else the newest
 //!   `${ISOLA_CACHE:-/var/cache/isola}/kernel/*/vmlinux`. A path may name the `vmlinux` or a
 //!   directory holding it. It must be an uncompressed ELF `vmlinux` with the PVH entry note.
-//! - **Agent**: the setting, else `isola-agent` next to the running executable (and, for test
-//!   binaries that cargo puts in `target/<profile>/deps`, in the directory above). It must be a
-//!   statically linked x86-64 ELF binary: the guest has no libc.
+//! - **Agent**: `$ISOLA_AGENT`, else the setting, else `isola-agent` next to the running
+//!   executable (and, for test binaries that cargo puts in `target/<profile>/deps`, in the
+//!   directory above). It must be a statically linked x86-64 ELF binary: the guest has no libc.
+//!   (`ISOLA_AGENT` exists for test runs: building the workspace's binaries, which `cargo test`
+//!   does for a crate with integration tests, puts cargo's dynamically linked `isola-agent` next
+//!   to `isola` again; `scripts/test.sh` points it at the static build instead.)
 //!
 //! The initramfs (a `newc` cpio: `/init` = the agent, the directories `dev proc sys tmp run`,
 //! `/dev/console`) is assembled by [`locate`] in the VM state directory, named after the agent's
@@ -65,9 +68,10 @@ const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 pub struct AssetSettings {
     /// The QEMU binary (`qemu-system-x86_64`).
     pub qemu: Option<PathBuf>,
-    /// The guest kernel: an uncompressed `vmlinux` with a PVH note, or a directory holding one.
+    /// The guest kernel: an uncompressed `vmlinux` with a PVH note, or a directory holding one
+    /// (`$ISOLA_KERNEL` overrides it).
     pub kernel: Option<PathBuf>,
-    /// The statically linked `isola-agent` binary.
+    /// The statically linked `isola-agent` binary (`$ISOLA_AGENT` overrides it).
     pub agent: Option<PathBuf>,
     /// KVM, TCG, or probe (`auto`, the default).
     pub accelerator: Option<AccelChoice>,
@@ -152,11 +156,15 @@ pub fn kernel_cache() -> PathBuf {
 /// found, in the order QEMU, kernel, agent); [`Error::Io`] when the state directory or the
 /// initramfs cannot be written.
 pub fn locate(settings: &AssetSettings, state_dir: &Path) -> Result<Assets> {
+    locate_in(settings, state_dir, &Env::read())
+}
+
+fn locate_in(settings: &AssetSettings, state_dir: &Path, env: &Env) -> Result<Assets> {
     create_state_dir(state_dir)?;
     let mut memo = Memo::load(state_dir);
     let qemu = find_qemu_memo(settings, &mut memo)?;
-    let kernel = find_kernel_memo(settings, &mut memo)?;
-    let agent = find_agent_memo(settings, &mut memo)?;
+    let kernel = find_kernel_memo(settings, env, &mut memo)?;
+    let agent = find_agent_memo(settings, env, &mut memo)?;
     memo.save(state_dir);
     let initramfs = initramfs(&agent, state_dir)?;
     Ok(Assets {
@@ -182,7 +190,7 @@ pub fn find_qemu(settings: &AssetSettings) -> Result<Qemu> {
 /// # Errors
 /// [`Error::Asset`] when there is none, or it is not a PVH-bootable `vmlinux`.
 pub fn find_kernel(settings: &AssetSettings) -> Result<Kernel> {
-    find_kernel_memo(settings, &mut Memo::default())
+    find_kernel_memo(settings, &Env::read(), &mut Memo::default())
 }
 
 /// Finds the agent, checks that it is a static x86-64 binary and hashes it.
@@ -190,7 +198,28 @@ pub fn find_kernel(settings: &AssetSettings) -> Result<Kernel> {
 /// # Errors
 /// [`Error::Asset`] when it is missing, dynamically linked or not an x86-64 ELF binary.
 pub fn find_agent(settings: &AssetSettings) -> Result<Agent> {
-    find_agent_memo(settings, &mut Memo::default())
+    find_agent_memo(settings, &Env::read(), &mut Memo::default())
+}
+
+/// The environment's overrides of the settings: `ISOLA_KERNEL`, `ISOLA_AGENT`.
+#[derive(Debug, Default)]
+struct Env {
+    kernel: Option<PathBuf>,
+    agent: Option<PathBuf>,
+}
+
+impl Env {
+    fn read() -> Env {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Env {
+            kernel: var("ISOLA_KERNEL"),
+            agent: var("ISOLA_AGENT"),
+        }
+    }
 }
 
 fn create_state_dir(dir: &Path) -> Result<()> {
@@ -292,11 +321,12 @@ fn qemu_version(qemu: &Path) -> Result<String> {
 
 // --- kernel ---------------------------------------------------------------------------------
 
-fn find_kernel_memo(settings: &AssetSettings, memo: &mut Memo) -> Result<Kernel> {
+fn find_kernel_memo(settings: &AssetSettings, env: &Env, memo: &mut Memo) -> Result<Kernel> {
     let cfg = config_file();
-    let explicit = std::env::var_os("ISOLA_KERNEL")
-        .filter(|v| !v.is_empty())
-        .map(|v| (PathBuf::from(v), "ISOLA_KERNEL".to_owned()))
+    let explicit = env
+        .kernel
+        .clone()
+        .map(|p| (p, "ISOLA_KERNEL".to_owned()))
         .or_else(|| {
             settings
                 .kernel
@@ -441,16 +471,25 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 // --- agent ----------------------------------------------------------------------------------
 
-fn find_agent_memo(settings: &AssetSettings, memo: &mut Memo) -> Result<Agent> {
+fn find_agent_memo(settings: &AssetSettings, env: &Env, memo: &mut Memo) -> Result<Agent> {
     let cfg = config_file();
     let build_hint = "build it with scripts/build-agent.sh (cargo rustc -p isola-agent --release --bin isola-agent -- -C target-feature=+crt-static), which puts it next to isola";
-    let path = match &settings.agent {
-        Some(p) if p.is_file() => p.clone(),
-        Some(p) => {
+    let explicit = env
+        .agent
+        .clone()
+        .map(|p| (p, "ISOLA_AGENT".to_owned()))
+        .or_else(|| {
+            settings
+                .agent
+                .clone()
+                .map(|p| (p, format!("[vm] agent in {}", cfg.display())))
+        });
+    let path = match explicit {
+        Some((p, _)) if p.is_file() => p,
+        Some((p, from)) => {
             return Err(Error::Asset(format!(
-                "guest agent {} ([vm] agent in {}) not found: {build_hint}, or fix the setting",
+                "guest agent {} (from {from}) not found: {build_hint}, or fix the setting",
                 p.display(),
-                cfg.display()
             )))
         }
         None => {
