@@ -1,6 +1,8 @@
-use std::os::unix::fs::PermissionsExt;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
+use crate::cpio;
 use crate::elf::tests::{fake_elf, note};
 
 /// A fake static agent (an ELF file without PT_INTERP), optionally stating a version.
