@@ -19,7 +19,7 @@ pub enum Compression {
     Gzip,
 }
 
-/// The compression [`locate`] uses (see the module documentation for why).
+/// The compression [`locate`](super::locate) uses (see the [`assets`](super) documentation for why).
 pub const INITRAMFS_COMPRESSION: Compression = Compression::None;
 
 /// The initramfs for `agent` in `state_dir`, assembled when it is not there yet.
