@@ -8,17 +8,19 @@
 # own target directory, $CARGO_TARGET_DIR/agent-static (default target/agent-static), so that the
 # flag does not touch the workspace's build, then copied atomically to
 # $CARGO_TARGET_DIR/<profile>/isola-agent (both profiles by default), where isola looks for it
-# (next to its own executable). Prints the copies' paths on stdout.
+# (next to its own executable). Prints the path of the static build on stdout (the copies are
+# logged on stderr).
 #
-# Run it after `cargo build`: building the workspace's binaries puts a dynamically linked
-# isola-agent in the same place (`cargo test`, `cargo clippy` and `cargo build -p isola` do not).
+# Run it after `cargo build`: building the workspace's binaries puts cargo's dynamically linked
+# isola-agent in the same place, and so does `cargo test` once crates/agent has integration
+# tests. Test runs therefore name the static build with ISOLA_AGENT (scripts/test.sh does).
 set -euo pipefail
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 REPO=$(dirname "$(dirname "$SCRIPT_PATH")")
 log() { printf 'build-agent: %s\n' "$*" >&2; }
 die() { printf 'build-agent: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,14p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '2,16p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 profiles=(debug release)
 while [ $# -gt 0 ]; do
@@ -60,6 +62,7 @@ for p in "${profiles[@]}"; do
     mkdir -p "$target/$p"
     cp -f "$built" "$dest.tmp.$$"
     mv -f "$dest.tmp.$$" "$dest"   # a new inode: cargo's own (hard-linked) copy is left alone
-    echo "$dest"
+    log "copied to $dest"
 done
-log "isola-agent: $(stat -c %s "$built") bytes, static ($(sha256sum "$built" | cut -c1-16))"
+log "isola-agent: $(stat -c %s "$built") bytes, static, sha256 $(sha256sum "$built" | cut -c1-16)"
+echo "$built"

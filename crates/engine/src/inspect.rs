@@ -139,7 +139,8 @@ impl Engine {
         v
     }
 
-    /// `isola info`: version, roots, cgroup version and driver, default isolation, kernel, counts.
+    /// `isola info`: version, roots, cgroup version and driver, default isolation, the VM pieces
+    /// and accelerator, kernel, counts.
     pub fn info(&self, version: &str) -> Value {
         let cgroup = isola_runtime::cgroups::detect_mode()
             .map(|m| m.to_string())
@@ -152,6 +153,13 @@ impl Engine {
             .map(|l| l.len())
             .unwrap_or(0);
         let settings = crate::settings::Settings::load();
+        let (vm_status, vm) = vm_info(
+            &self.roots().root,
+            settings
+                .as_ref()
+                .map(|s| &s.vm)
+                .unwrap_or(&Default::default()),
+        );
         json!({
             "ServerVersion": version,
             "Driver": "overlay",
@@ -162,8 +170,9 @@ impl Engine {
             "DefaultIsolation": settings.as_ref().map(|s| s.engine.default_isolation.to_string()).unwrap_or_else(|e| format!("error: {e}")),
             "Isolations": {
                 "process": "available",
-                "vm": "not available yet",
+                "vm": vm_status,
             },
+            "VM": vm,
             "ConfigFile": crate::settings::path(),
             "KernelVersion": kernel.release().to_string_lossy(),
             "OperatingSystem": os_name(),
@@ -175,6 +184,83 @@ impl Engine {
             "ContainersStopped": records.len() - count(Status::Running) - count(Status::Paused),
             "Images": images,
         })
+    }
+}
+
+/// `isola info`'s VM part: whether VM isolation can run here, and the section describing QEMU,
+/// the guest kernel, the agent, the initramfs and the accelerator (with why), or what is missing
+/// and how to get it. Never fails: a problem is reported in the section.
+///
+/// Finding the pieces assembles the initramfs under `<root>/vm` if needed, and the accelerator
+/// decision may boot a test VM (at most about 5 s, once per host boot; see `isola_vm::accel`).
+fn vm_info(root: &std::path::Path, settings: &isola_vm::assets::AssetSettings) -> (String, Value) {
+    use isola_vm::assets;
+    let state_dir = root.join("vm");
+    let choice = settings.accelerator.unwrap_or_default();
+    match assets::locate(settings, &state_dir) {
+        Ok(a) => {
+            let decision = isola_vm::accel::decide(choice, &a, &state_dir);
+            let agent = assets::find_agent(settings).map(|g| g.path).ok();
+            (
+                format!("available ({})", decision.accel),
+                json!({
+                    "Qemu": a.qemu,
+                    "QemuVersion": a.qemu_version,
+                    "Kernel": a.kernel,
+                    "KernelVersion": a.kernel_version,
+                    "Agent": agent,
+                    "AgentVersion": a.agent_version,
+                    "Initramfs": a.initramfs,
+                    "AcceleratorSetting": choice.to_string(),
+                    "Accelerator": decision.accel.to_string(),
+                    "AcceleratorReason": decision.reason,
+                }),
+            )
+        }
+        Err(first) => {
+            // Look at each piece on its own, to name everything that is missing at once.
+            let qemu = assets::find_qemu(settings);
+            let kernel = assets::find_kernel(settings);
+            let agent = assets::find_agent(settings);
+            let pieces = [
+                ("QEMU", qemu.as_ref().err()),
+                ("guest kernel", kernel.as_ref().err()),
+                ("guest agent", agent.as_ref().err()),
+            ];
+            let names: Vec<&str> = pieces
+                .iter()
+                .filter(|(_, e)| e.is_some())
+                .map(|(n, _)| *n)
+                .collect();
+            let mut missing: Vec<String> = pieces
+                .iter()
+                .filter_map(|(_, e)| e.map(ToString::to_string))
+                .collect();
+            let status = if names.is_empty() {
+                missing.push(first.to_string());
+                "not available (see VM)".to_owned()
+            } else {
+                format!(
+                    "not available: see VM (missing or unusable: {})",
+                    names.join(", ")
+                )
+            };
+            let found =
+                |p: Option<&std::path::Path>| p.map_or(Value::from("missing"), |p| json!(p));
+            (
+                status,
+                json!({
+                    "Qemu": found(qemu.as_ref().ok().map(|q| q.path.as_path())),
+                    "QemuVersion": qemu.as_ref().map(|q| q.version.clone()).unwrap_or_default(),
+                    "Kernel": found(kernel.as_ref().ok().map(|k| k.path.as_path())),
+                    "KernelVersion": kernel.as_ref().map(|k| k.version.clone()).unwrap_or_default(),
+                    "Agent": found(agent.as_ref().ok().map(|g| g.path.as_path())),
+                    "AgentVersion": agent.as_ref().map(|g| g.describe()).unwrap_or_default(),
+                    "AcceleratorSetting": choice.to_string(),
+                    "Missing": missing,
+                }),
+            )
+        }
     }
 }
 

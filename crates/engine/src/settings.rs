@@ -3,6 +3,13 @@
 //! ```toml
 //! [engine]
 //! default_isolation = "process"   # or "vm": what --isolation=default (and no flag) means
+//!
+//! [vm]                            # VM isolation's pieces; each key left out = the default search
+//! qemu = "/usr/bin/qemu-system-x86_64"         # default: qemu-system-x86_64 on PATH
+//! kernel = "/var/cache/isola/kernel/KEY"       # a vmlinux or its directory; default: the cache of
+//!                                              # vm/build-kernel.sh ($ISOLA_KERNEL overrides both)
+//! agent = "/usr/lib/isola/isola-agent"         # the static agent; default: next to the isola binary
+//! accelerator = "auto"                         # or "kvm" / "tcg": skip the KVM probe
 //! ```
 //! A missing file means the defaults; an unknown key or a bad value is an error naming it.
 
@@ -66,5 +73,30 @@ mod tests {
         assert_eq!(s.engine.default_isolation, Isolation::Vm);
         assert!(toml::from_str::<Settings>("[engine]\ndefault_isolation = \"x\"\n").is_err());
         assert!(toml::from_str::<Settings>("[engine]\nnope = 1\n").is_err());
+    }
+
+    #[test]
+    fn vm_table() {
+        use isola_vm::accel::AccelChoice;
+        let s: Settings = toml::from_str(
+            "[vm]\nqemu = \"/opt/q\"\nkernel = \"/k\"\nagent = \"/a\"\naccelerator = \"tcg\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.vm.qemu.as_deref(), Some(std::path::Path::new("/opt/q")));
+        assert_eq!(s.vm.kernel.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(s.vm.agent.as_deref(), Some(std::path::Path::new("/a")));
+        assert_eq!(s.vm.accelerator, Some(AccelChoice::Tcg));
+        let s: Settings = toml::from_str("[vm]\naccelerator = \"kvm\"\n").unwrap();
+        assert_eq!(s.vm.accelerator, Some(AccelChoice::Kvm));
+        assert!(s.vm.qemu.is_none());
+        let d: Settings = toml::from_str("").unwrap();
+        assert!(d.vm.accelerator.is_none() && d.vm.kernel.is_none());
+        for bad in [
+            "[vm]\naccelerator = \"fast\"\n",
+            "[vm]\nkernal = \"/k\"\n",
+            "[vm]\nqemu = 1\n",
+        ] {
+            assert!(toml::from_str::<Settings>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -654,4 +654,103 @@ fn info_reports_the_host() {
     let text = ok(&isola, &["info"]);
     assert!(text.contains("KernelVersion: "), "{text}");
     assert!(text.contains("CgroupVersion: "), "{text}");
+
+    // The VM section: the pieces and the accelerator with its reason, or what is missing.
+    let status = v["Isolations"]["vm"].as_str().unwrap_or_default();
+    let vm = &v["VM"];
+    if status.starts_with("available") {
+        let accel = vm["Accelerator"].as_str().unwrap_or_default();
+        assert!(["kvm", "tcg"].contains(&accel), "{vm}");
+        assert_eq!(status, format!("available ({accel})"));
+        for key in [
+            "QemuVersion",
+            "KernelVersion",
+            "AgentVersion",
+            "AcceleratorReason",
+        ] {
+            assert!(
+                !vm[key].as_str().unwrap_or_default().is_empty(),
+                "{key}: {vm}"
+            );
+        }
+        let initramfs = vm["Initramfs"].as_str().unwrap_or_default();
+        assert!(
+            initramfs.starts_with(isola.root.join("vm").to_str().unwrap()),
+            "{vm}"
+        );
+        assert!(text.contains("AcceleratorReason: "), "{text}");
+    } else {
+        // CI builds the kernel and the static agent and installs QEMU: VM isolation must be there.
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0") {
+            panic!("VM isolation not available in CI: {vm}");
+        }
+        assert!(status.starts_with("not available"), "{status}");
+        assert!(!vm["Missing"].as_array().unwrap().is_empty(), "{vm}");
+        assert!(text.contains("Missing:\n"), "{text}");
+    }
+}
+
+#[test]
+fn info_says_what_vm_isolation_misses() {
+    let Some(isola) = isola() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[vm]\nqemu = \"/nonexistent/qemu\"\nkernel = \"/nonexistent/vmlinux\"\nagent = \"/nonexistent/isola-agent\"\naccelerator = \"tcg\"\n",
+    )
+    .unwrap();
+    let run_info = |format: &str| {
+        let child = isola
+            .command(&["info", "--format", format])
+            .env("ISOLA_CONFIG", &config)
+            .env_remove("ISOLA_KERNEL")
+            .env_remove("ISOLA_AGENT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = finish(child, "info");
+        assert!(out.status.success(), "{}", describe(&out));
+        stdout(&out)
+    };
+    let v: Value = serde_json::from_str(&run_info("json")).unwrap();
+    assert_eq!(
+        v["Isolations"]["vm"],
+        "not available: see VM (missing or unusable: QEMU, guest kernel, guest agent)"
+    );
+    let vm = &v["VM"];
+    assert_eq!(vm["AcceleratorSetting"], "tcg");
+    let missing: Vec<&str> = vm["Missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(missing.len(), 3, "{vm}");
+    // Each says what is missing and how to get it.
+    assert!(
+        missing[0].contains("/nonexistent/qemu") && missing[0].contains("qemu-system-x86"),
+        "{}",
+        missing[0]
+    );
+    assert!(
+        missing[1].contains("/nonexistent/vmlinux") && missing[1].contains("vm/build-kernel.sh"),
+        "{}",
+        missing[1]
+    );
+    assert!(
+        missing[2].contains("/nonexistent/isola-agent")
+            && missing[2].contains("scripts/build-agent.sh"),
+        "{}",
+        missing[2]
+    );
+    for key in ["Qemu", "Kernel", "Agent"] {
+        assert_eq!(vm[key], "missing", "{vm}");
+    }
+    let text = run_info("text");
+    assert!(
+        text.contains("  Missing:\n    - QEMU not found at /nonexistent/qemu"),
+        "{text}"
+    );
 }

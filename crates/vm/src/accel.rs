@@ -208,7 +208,7 @@ fn write_cache(state_dir: &Path, key: &str, decision: &Decision, took: Duration)
         probe_ms: took.as_millis() as u64,
     };
     let path = state_dir.join(CACHE_FILE);
-    let tmp = state_dir.join(format!(".{CACHE_FILE}.tmp-{}", std::process::id()));
+    let tmp = state_dir.join(format!(".{CACHE_FILE}.tmp-{}", crate::assets::unique()));
     let ok = serde_json::to_vec_pretty(&c).ok().is_some_and(|data| {
         fs::OpenOptions::new()
             .write(true)
@@ -263,7 +263,7 @@ impl Drop for Scratch {
 const MAX_SOCKET_DIR: usize = 90;
 
 fn scratch(state_dir: &Path) -> std::io::Result<Scratch> {
-    let name = format!("probe-{}", std::process::id());
+    let name = format!("probe-{}", crate::assets::unique());
     let mut dir = state_dir.join(&name);
     if dir.as_os_str().len() > MAX_SOCKET_DIR {
         dir = std::env::temp_dir().join(format!("isola-{name}"));

@@ -9,9 +9,12 @@
 //!   (the key needs the installed `linux-source-6.1` version), else the newest
 //!   `${ISOLA_CACHE:-/var/cache/isola}/kernel/*/vmlinux`. A path may name the `vmlinux` or a
 //!   directory holding it. It must be an uncompressed ELF `vmlinux` with the PVH entry note.
-//! - **Agent**: the setting, else `isola-agent` next to the running executable (and, for test
-//!   binaries that cargo puts in `target/<profile>/deps`, in the directory above). It must be a
-//!   statically linked x86-64 ELF binary: the guest has no libc.
+//! - **Agent**: `$ISOLA_AGENT`, else the setting, else `isola-agent` next to the running
+//!   executable (and, for test binaries that cargo puts in `target/<profile>/deps`, in the
+//!   directory above). It must be a statically linked x86-64 ELF binary: the guest has no libc.
+//!   (`ISOLA_AGENT` exists for test runs: building the workspace's binaries, which `cargo test`
+//!   does for a crate with integration tests, puts cargo's dynamically linked `isola-agent` next
+//!   to `isola` again; `scripts/test.sh` points it at the static build instead.)
 //!
 //! The initramfs (a `newc` cpio: `/init` = the agent, the directories `dev proc sys tmp run`,
 //! `/dev/console`) is assembled by [`locate`] in the VM state directory, named after the agent's
@@ -24,10 +27,9 @@
 //! version) is remembered in `<state dir>/assets.json` against the file's device, inode, size and
 //! modification time, so a `locate` on the hot path only `stat`s the files.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,9 +38,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::accel::AccelChoice;
-use crate::cpio;
 use crate::elf;
 use crate::error::{Error, Result};
+
+mod initramfs;
+mod memo;
+
+pub use initramfs::{initramfs, write_initramfs, Compression, INITRAMFS_COMPRESSION};
+pub(crate) use memo::unique;
+use memo::Memo;
+#[cfg(test)]
+use memo::MEMO_FILE;
 
 /// The QEMU binary searched for on `PATH`.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -65,9 +75,10 @@ const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 pub struct AssetSettings {
     /// The QEMU binary (`qemu-system-x86_64`).
     pub qemu: Option<PathBuf>,
-    /// The guest kernel: an uncompressed `vmlinux` with a PVH note, or a directory holding one.
+    /// The guest kernel: an uncompressed `vmlinux` with a PVH note, or a directory holding one
+    /// (`$ISOLA_KERNEL` overrides it).
     pub kernel: Option<PathBuf>,
-    /// The statically linked `isola-agent` binary.
+    /// The statically linked `isola-agent` binary (`$ISOLA_AGENT` overrides it).
     pub agent: Option<PathBuf>,
     /// KVM, TCG, or probe (`auto`, the default).
     pub accelerator: Option<AccelChoice>,
@@ -152,11 +163,15 @@ pub fn kernel_cache() -> PathBuf {
 /// found, in the order QEMU, kernel, agent); [`Error::Io`] when the state directory or the
 /// initramfs cannot be written.
 pub fn locate(settings: &AssetSettings, state_dir: &Path) -> Result<Assets> {
+    locate_in(settings, state_dir, &Env::read())
+}
+
+fn locate_in(settings: &AssetSettings, state_dir: &Path, env: &Env) -> Result<Assets> {
     create_state_dir(state_dir)?;
     let mut memo = Memo::load(state_dir);
     let qemu = find_qemu_memo(settings, &mut memo)?;
-    let kernel = find_kernel_memo(settings, &mut memo)?;
-    let agent = find_agent_memo(settings, &mut memo)?;
+    let kernel = find_kernel_memo(settings, env, &mut memo)?;
+    let agent = find_agent_memo(settings, env, &mut memo)?;
     memo.save(state_dir);
     let initramfs = initramfs(&agent, state_dir)?;
     Ok(Assets {
@@ -182,7 +197,7 @@ pub fn find_qemu(settings: &AssetSettings) -> Result<Qemu> {
 /// # Errors
 /// [`Error::Asset`] when there is none, or it is not a PVH-bootable `vmlinux`.
 pub fn find_kernel(settings: &AssetSettings) -> Result<Kernel> {
-    find_kernel_memo(settings, &mut Memo::default())
+    find_kernel_memo(settings, &Env::read(), &mut Memo::default())
 }
 
 /// Finds the agent, checks that it is a static x86-64 binary and hashes it.
@@ -190,7 +205,28 @@ pub fn find_kernel(settings: &AssetSettings) -> Result<Kernel> {
 /// # Errors
 /// [`Error::Asset`] when it is missing, dynamically linked or not an x86-64 ELF binary.
 pub fn find_agent(settings: &AssetSettings) -> Result<Agent> {
-    find_agent_memo(settings, &mut Memo::default())
+    find_agent_memo(settings, &Env::read(), &mut Memo::default())
+}
+
+/// The environment's overrides of the settings: `ISOLA_KERNEL`, `ISOLA_AGENT`.
+#[derive(Debug, Default)]
+struct Env {
+    kernel: Option<PathBuf>,
+    agent: Option<PathBuf>,
+}
+
+impl Env {
+    fn read() -> Env {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Env {
+            kernel: var("ISOLA_KERNEL"),
+            agent: var("ISOLA_AGENT"),
+        }
+    }
 }
 
 fn create_state_dir(dir: &Path) -> Result<()> {
@@ -292,11 +328,12 @@ fn qemu_version(qemu: &Path) -> Result<String> {
 
 // --- kernel ---------------------------------------------------------------------------------
 
-fn find_kernel_memo(settings: &AssetSettings, memo: &mut Memo) -> Result<Kernel> {
+fn find_kernel_memo(settings: &AssetSettings, env: &Env, memo: &mut Memo) -> Result<Kernel> {
     let cfg = config_file();
-    let explicit = std::env::var_os("ISOLA_KERNEL")
-        .filter(|v| !v.is_empty())
-        .map(|v| (PathBuf::from(v), "ISOLA_KERNEL".to_owned()))
+    let explicit = env
+        .kernel
+        .clone()
+        .map(|p| (p, "ISOLA_KERNEL".to_owned()))
         .or_else(|| {
             settings
                 .kernel
@@ -441,16 +478,25 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 // --- agent ----------------------------------------------------------------------------------
 
-fn find_agent_memo(settings: &AssetSettings, memo: &mut Memo) -> Result<Agent> {
+fn find_agent_memo(settings: &AssetSettings, env: &Env, memo: &mut Memo) -> Result<Agent> {
     let cfg = config_file();
     let build_hint = "build it with scripts/build-agent.sh (cargo rustc -p isola-agent --release --bin isola-agent -- -C target-feature=+crt-static), which puts it next to isola";
-    let path = match &settings.agent {
-        Some(p) if p.is_file() => p.clone(),
-        Some(p) => {
+    let explicit = env
+        .agent
+        .clone()
+        .map(|p| (p, "ISOLA_AGENT".to_owned()))
+        .or_else(|| {
+            settings
+                .agent
+                .clone()
+                .map(|p| (p, format!("[vm] agent in {}", cfg.display())))
+        });
+    let path = match explicit {
+        Some((p, _)) if p.is_file() => p,
+        Some((p, from)) => {
             return Err(Error::Asset(format!(
-                "guest agent {} ([vm] agent in {}) not found: {build_hint}, or fix the setting",
+                "guest agent {} (from {from}) not found: {build_hint}, or fix the setting",
                 p.display(),
-                cfg.display()
             )))
         }
         None => {
@@ -532,211 +578,6 @@ fn hash_agent(path: &Path) -> Result<(String, Option<String>)> {
         (!v.is_empty() && v.chars().all(|c| c.is_ascii_graphic())).then(|| v.to_owned())
     });
     Ok((sha, version))
-}
-
-// --- initramfs ------------------------------------------------------------------------------
-
-/// Compression of an initramfs written by [`write_initramfs`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain cpio archive.
-    None,
-    /// gzip (the only decompressor isola's guest kernel has).
-    Gzip,
-}
-
-/// The compression [`locate`] uses (see the module documentation for why).
-pub const INITRAMFS_COMPRESSION: Compression = Compression::None;
-
-/// The initramfs for `agent` in `state_dir`, assembled when it is not there yet.
-///
-/// # Errors
-/// [`Error::Io`] when it cannot be written.
-pub fn initramfs(agent: &Agent, state_dir: &Path) -> Result<PathBuf> {
-    let ext = match INITRAMFS_COMPRESSION {
-        Compression::None => "cpio",
-        Compression::Gzip => "cpio.gz",
-    };
-    let path = state_dir.join(format!(
-        "initramfs-v{INITRAMFS_LAYOUT}-{}.{ext}",
-        &agent.sha256[..16]
-    ));
-    if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0) {
-        return Ok(path);
-    }
-    write_initramfs(&agent.path, INITRAMFS_COMPRESSION, &path)?;
-    tracing::info!(initramfs = %path.display(), agent = %agent.path.display(), "assembled the guest initramfs");
-    Ok(path)
-}
-
-/// Writes an initramfs holding `agent` as `/init` to `dest`, atomically (a temporary file in
-/// the same directory, synced, then renamed over `dest`). Deterministic: the same agent gives
-/// the same bytes.
-///
-/// Contents: `dev/` (0755), `dev/console` (character device 5:1, 0600: the kernel opens it as
-/// init's stdio), `init` (0755), `proc/`, `run/`, `sys/` (0755), `tmp/` (1777).
-///
-/// # Errors
-/// [`Error::Io`] naming the agent or the file that failed.
-pub fn write_initramfs(agent: &Path, compression: Compression, dest: &Path) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
-        let out = BufWriter::new(file);
-        let file = match compression {
-            Compression::None => archive(agent, out, &tmp)?
-                .into_inner()
-                .map_err(|e| Error::io("write", &tmp, e.into_error()))?,
-            Compression::Gzip => {
-                let gz = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(out, flate2::Compression::best());
-                archive(agent, gz, &tmp)?
-                    .finish()
-                    .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-                    .map_err(|e| Error::io("write", &tmp, e))?
-            }
-        };
-        file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
-        fs::rename(&tmp, dest).map_err(|e| Error::io("rename into place", dest, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// The cpio entries, written to `out`.
-fn archive<W: Write>(agent: &Path, out: W, tmp: &Path) -> Result<W> {
-    let wio = |e| Error::io("write", tmp, e);
-    let mut f = File::open(agent).map_err(|e| Error::io("open", agent, e))?;
-    let size = f.metadata().map_err(|e| Error::io("stat", agent, e))?.len();
-    let mut w = cpio::Writer::new(out);
-    w.dir("dev", 0o755).map_err(wio)?;
-    w.char_device("dev/console", 0o600, 5, 1).map_err(wio)?;
-    w.file("init", 0o755, size, &mut f)
-        .map_err(|e| Error::io("copy the agent", agent, e))?;
-    for d in ["proc", "run", "sys"] {
-        w.dir(d, 0o755).map_err(wio)?;
-    }
-    w.dir("tmp", 0o1777).map_err(wio)?;
-    w.finish().map_err(wio)
-}
-
-// --- memo -----------------------------------------------------------------------------------
-
-/// Identity of a file's current contents, as far as `stat` can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-}
-
-impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
-        let m = fs::metadata(path).ok()?;
-        Some(Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.len(),
-            mtime_ns: m
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec()),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct MemoEntry {
-    stamp: Stamp,
-    value: serde_json::Value,
-}
-
-/// Facts learnt from files, keyed by `kind:path`, valid while the file's [`Stamp`] holds.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Memo {
-    entries: BTreeMap<String, MemoEntry>,
-    #[serde(skip)]
-    dirty: bool,
-}
-
-/// The memo file in the state directory.
-const MEMO_FILE: &str = "assets.json";
-/// Largest memo file read.
-const MEMO_MAX: u64 = 1 << 20;
-
-impl Memo {
-    /// The memo of `state_dir`; empty when missing, too large or unreadable.
-    fn load(state_dir: &Path) -> Memo {
-        let path = state_dir.join(MEMO_FILE);
-        File::open(&path)
-            .ok()
-            .and_then(|f| {
-                let mut s = String::new();
-                f.take(MEMO_MAX).read_to_string(&mut s).ok()?;
-                serde_json::from_str(&s).ok()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The fact of kind `kind` about `path`: remembered, or computed by `compute` (and
-    /// remembered if the file has a stamp).
-    fn get_or(
-        &mut self,
-        kind: &str,
-        path: &Path,
-        compute: impl FnOnce(&Path) -> Result<serde_json::Value>,
-    ) -> Result<serde_json::Value> {
-        let key = format!("{kind}:{}", path.display());
-        let stamp = Stamp::of(path);
-        if let (Some(s), Some(e)) = (stamp, self.entries.get(&key)) {
-            if e.stamp == s {
-                return Ok(e.value.clone());
-            }
-        }
-        let value = compute(path)?;
-        if let Some(stamp) = stamp {
-            self.entries.insert(
-                key,
-                MemoEntry {
-                    stamp,
-                    value: value.clone(),
-                },
-            );
-            self.dirty = true;
-        }
-        Ok(value)
-    }
-
-    /// Writes the memo back (atomically) if it changed; failures only cost a recomputation.
-    fn save(&self, state_dir: &Path) {
-        if !self.dirty {
-            return;
-        }
-        let path = state_dir.join(MEMO_FILE);
-        let tmp = state_dir.join(format!(".{MEMO_FILE}.tmp-{}", std::process::id()));
-        let ok = serde_json::to_vec_pretty(self)
-            .ok()
-            .is_some_and(|data| fs::write(&tmp, data).is_ok() && fs::rename(&tmp, &path).is_ok());
-        if !ok {
-            let _ = fs::remove_file(&tmp);
-            tracing::debug!(path = %path.display(), "could not write the asset memo");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `isola info [--format text|json]`: version, state directories, cgroups, isolation modes, kernel.
+//! `isola info [--format text|json]`: version, state directories, cgroups, isolation modes, the VM
+//! pieces and accelerator (or what is missing and how to get it), kernel.
 
 use serde_json::Value;
 
@@ -44,6 +45,13 @@ fn text(v: &Value, indent: usize) -> String {
                 out.push_str(&format!("{}{k}:\n", " ".repeat(indent)));
                 out.push_str(&text(v, indent + 2));
             }
+            // A list of sentences (what is missing, and how to get it): one per line.
+            Value::Array(items) if !items.is_empty() => {
+                out.push_str(&format!("{}{k}:\n", " ".repeat(indent)));
+                for item in items {
+                    out.push_str(&format!("{}- {}\n", " ".repeat(indent + 2), scalar(item)));
+                }
+            }
             _ => out.push_str(&format!("{}{k}: {}\n", " ".repeat(indent), scalar(v))),
         }
     }
@@ -66,5 +74,14 @@ mod tests {
     fn text_form() {
         let v = json!({"A": "x", "B": 2, "C": {"d": "e"}});
         assert_eq!(super::text(&v, 0), "A: x\nB: 2\nC:\n  d: e\n");
+    }
+
+    #[test]
+    fn lists_one_item_per_line() {
+        let v = json!({"VM": {"Qemu": "missing", "Missing": ["no QEMU, install it", "no kernel"]}, "E": []});
+        assert_eq!(
+            super::text(&v, 0),
+            "E: \nVM:\n  Missing:\n    - no QEMU, install it\n    - no kernel\n  Qemu: missing\n"
+        );
     }
 }

@@ -1,6 +1,8 @@
-use std::os::unix::fs::PermissionsExt;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
+use crate::cpio;
 use crate::elf::tests::{fake_elf, note};
 
 /// A fake static agent (an ELF file without PT_INTERP), optionally stating a version.
@@ -47,17 +49,25 @@ fn settings(dir: &Path) -> AssetSettings {
     }
 }
 
-/// `ISOLA_KERNEL` overrides the setting; tests of the kernel setting cannot run with it set.
-fn kernel_env_set() -> bool {
-    std::env::var_os("ISOLA_KERNEL").is_some_and(|v| !v.is_empty())
+/// The tests' view of the environment: no overrides.
+fn no_env() -> Env {
+    Env::default()
+}
+
+fn find_kernel(s: &AssetSettings) -> Result<Kernel> {
+    find_kernel_memo(s, &no_env(), &mut Memo::default())
+}
+
+fn find_agent(s: &AssetSettings) -> Result<Agent> {
+    find_agent_memo(s, &no_env(), &mut Memo::default())
+}
+
+fn locate(s: &AssetSettings, state: &Path) -> Result<Assets> {
+    locate_in(s, state, &no_env())
 }
 
 #[test]
 fn locate_builds_the_initramfs_once() {
-    if kernel_env_set() {
-        eprintln!("skipped: ISOLA_KERNEL is set");
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     let s = settings(d.path());
     let state = d.path().join("root/vm");
@@ -211,10 +221,6 @@ fn default_agent_is_next_to_the_executable() {
 
 #[test]
 fn kernel_checks() {
-    if kernel_env_set() {
-        eprintln!("skipped: ISOLA_KERNEL is set");
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     // A directory holding vmlinux and version, as vm/build-kernel.sh leaves it.
     let k = fake_kernel(d.path());
@@ -358,4 +364,30 @@ fn finds_needles() {
         Some(1)
     );
     assert_eq!(find(b"", b"a"), None);
+}
+
+#[test]
+fn environment_overrides_settings() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings(d.path());
+    let other = fake_agent(d.path(), "other-agent", Some("9.9"));
+    let env = Env {
+        kernel: None,
+        agent: Some(other.clone()),
+    };
+    let a = find_agent_memo(&s, &env, &mut Memo::default()).unwrap();
+    assert_eq!(a.path, other);
+    assert_eq!(a.version.as_deref(), Some("9.9"));
+    let env = Env {
+        kernel: Some(d.path().join("no-kernel")),
+        agent: Some(d.path().join("no-agent")),
+    };
+    let e = find_agent_memo(&s, &env, &mut Memo::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("from ISOLA_AGENT"), "{e}");
+    let e = find_kernel_memo(&s, &env, &mut Memo::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("from ISOLA_KERNEL"), "{e}");
 }
