@@ -80,7 +80,19 @@ pub fn to_wire(e: &AgentError) -> WireError {
         },
         AgentError::Mount(_) | AgentError::Io { .. } => WireErrorCode::Internal,
     };
-    WireError::new(code, crate::chain(e))
+    let wire = WireError::new(code, crate::chain(e));
+    // A program that cannot run: the status a shell reports (126 cannot execute, 127 not found),
+    // which the host turns into the container's or the exec's exit status.
+    match e {
+        AgentError::Runtime { source, .. } => match **source {
+            R::Init {
+                code: c @ (126 | 127),
+                ..
+            } => wire.with_status(c),
+            _ => wire,
+        },
+        _ => wire,
+    }
 }
 
 #[cfg(test)]

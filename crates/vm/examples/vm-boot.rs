@@ -27,7 +27,6 @@
 //! `accel ACCEL REASON`, `assets KEY VALUE` lines. Exit status 0 when every boot succeeded.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
@@ -134,8 +133,6 @@ fn config(
             path: work.join("rootfs"),
             readonly: false,
         }],
-        agent_socket: work.join("agent.sock"),
-        qmp_socket: work.join("qmp.sock"),
         log: work.join("console.log"),
         kernel_args: Vec::new(),
     }
@@ -154,19 +151,14 @@ enum Outcome {
 }
 
 fn boot_once(cfg: &VmConfig, deadline: Duration) -> Outcome {
-    let _ = std::fs::remove_file(&cfg.agent_socket);
     let _ = std::fs::remove_file(&cfg.log);
-    let listener = match UnixListener::bind(&cfg.agent_socket) {
-        Ok(l) => l,
-        Err(e) => return Outcome::Fail(format!("listen: {e}")),
-    };
     let t0 = Instant::now();
     let mut vm = match Vm::spawn(cfg) {
         Ok(vm) => vm,
         Err(e) => return Outcome::Fail(e.to_string()),
     };
     let until = t0 + deadline;
-    let stream = match vm.accept_agent(&listener, until) {
+    let stream = match vm.agent() {
         Ok(s) => s,
         Err(e) => return Outcome::Fail(e.to_string()),
     };

@@ -15,7 +15,6 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -287,11 +286,6 @@ fn probe(assets: &Assets, state_dir: &Path, deadline: Duration) -> (Decision, bo
         Ok(d) => d,
         Err(e) => return fail(format!("scratch directory: {e}")),
     };
-    let agent_socket = dir.0.join("agent.sock");
-    let listener = match UnixListener::bind(&agent_socket) {
-        Ok(l) => l,
-        Err(e) => return fail(format!("listen on {}: {e}", agent_socket.display())),
-    };
     let config = VmConfig {
         name: PROBE_NAME.into(),
         qemu: assets.qemu.clone(),
@@ -301,8 +295,6 @@ fn probe(assets: &Assets, state_dir: &Path, deadline: Duration) -> (Decision, bo
         vcpus: 1,
         memory_mib: 128,
         shares: Vec::new(),
-        agent_socket,
-        qmp_socket: dir.0.join("qmp.sock"),
         log: dir.0.join("console.log"),
         kernel_args: Vec::new(),
     };
@@ -312,7 +304,7 @@ fn probe(assets: &Assets, state_dir: &Path, deadline: Duration) -> (Decision, bo
         Err(e) => return fail(e.to_string()),
     };
     let until = t0 + deadline;
-    let hello = vm.accept_agent(&listener, until).and_then(|stream| {
+    let hello = vm.agent().and_then(|stream| {
         let mut client = isola_proto::Client::new(stream);
         let left = until.saturating_duration_since(Instant::now());
         let info = client

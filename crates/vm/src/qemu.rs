@@ -13,7 +13,7 @@
 //! ends QEMU. [`Vm::quit`] asks QEMU over QMP to quit and kills it when it does not.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -23,6 +23,11 @@ use crate::error::{Error, Result};
 
 /// Longest process name Linux keeps (`comm`, 16 bytes with the NUL).
 pub const MAX_NAME: usize = 15;
+
+/// QEMU's descriptor for its end of the agent channel (a connected socket pair).
+const AGENT_FD: i32 = 3;
+/// QEMU's descriptor for its end of the QMP channel.
+const QMP_FD: i32 = 4;
 
 /// Most directories one VM can share: microvm has 8 virtio-mmio slots and the agent's
 /// virtio-serial device takes one.
@@ -77,10 +82,6 @@ pub struct VmConfig {
     pub memory_mib: u64,
     /// Directories shared into the guest, at most [`MAX_SHARES`].
     pub shares: Vec<Share>,
-    /// Unix socket the caller listens on; QEMU connects the agent's virtio-serial port to it.
-    pub agent_socket: PathBuf,
-    /// Unix socket QEMU listens on for QMP.
-    pub qmp_socket: PathBuf,
     /// File that receives the guest's serial console and QEMU's own messages.
     pub log: PathBuf,
     /// Extra guest kernel parameters.
@@ -197,10 +198,7 @@ impl VmConfig {
             .arg(self.append())
             .args(["-device", "virtio-serial-device"])
             .arg("-chardev")
-            .arg(format!(
-                "socket,id=agent,path={}",
-                opt_value(&self.agent_socket)
-            ))
+            .arg(format!("socket,id=agent,fd={AGENT_FD}"))
             .arg("-device")
             .arg(format!(
                 "virtserialport,chardev=agent,name={}",
@@ -215,10 +213,9 @@ impl VmConfig {
             c.arg("-device")
                 .arg(format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", s.tag));
         }
-        c.arg("-qmp").arg(format!(
-            "unix:{},server=on,wait=off",
-            opt_value(&self.qmp_socket)
-        ));
+        c.arg("-chardev")
+            .arg(format!("socket,id=qmp,fd={QMP_FD}"))
+            .args(["-mon", "chardev=qmp,mode=control"]);
         c.args([
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -231,19 +228,26 @@ impl VmConfig {
 #[derive(Debug)]
 pub struct Vm {
     child: Child,
-    qmp: PathBuf,
+    /// isola's end of the agent channel, until [`Vm::agent`] takes it.
+    agent: Option<UnixStream>,
+    /// isola's end of QMP.
+    qmp: UnixStream,
     log: PathBuf,
     status: Option<ExitStatus>,
     /// Reaped elsewhere: the PID is not ours any more.
     gone: bool,
+    /// Another process reaps QEMU: never wait for it here.
+    external_reaper: bool,
 }
 
 impl Vm {
-    /// Starts QEMU. The caller must already listen on `config.agent_socket`. QEMU's stdin is
+    /// Starts QEMU. The agent's channel and QMP are socket pairs whose other ends QEMU inherits
+    /// (no socket paths, so no path-length limit, nothing to clean up). QEMU's stdin is
     /// `/dev/null`; its stdout (the guest console) and stderr go to `config.log`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for bad settings, [`Error::Io`] when the log or QEMU cannot be opened.
+    /// [`Error::Invalid`] for bad settings, [`Error::Io`] when the log, the sockets or QEMU cannot
+    /// be made.
     pub fn spawn(config: &VmConfig) -> Result<Vm> {
         config.validate()?;
         let log = std::fs::OpenOptions::new()
@@ -254,15 +258,22 @@ impl Vm {
         let log2 = log
             .try_clone()
             .map_err(|e| Error::io("open", &config.log, e))?;
-        let _ = std::fs::remove_file(&config.qmp_socket);
+        let pair =
+            |what: &'static str| UnixStream::pair().map_err(|e| Error::io("create", what, e));
+        let (agent, agent_qemu) = pair("agent socket pair")?;
+        let (qmp, qmp_qemu) = pair("QMP socket pair")?;
+        let fds = [
+            (std::os::fd::AsRawFd::as_raw_fd(&agent_qemu), AGENT_FD),
+            (std::os::fd::AsRawFd::as_raw_fd(&qmp_qemu), QMP_FD),
+        ];
         let mut cmd = config.command();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
         // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-        // functions (prctl, getppid, kill/_exit are not needed: a vanished parent is checked).
+        // functions (prctl, getppid, fcntl, dup2) on descriptors this process owns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -270,18 +281,35 @@ impl Vm {
                 if libc::getppid() == 1 {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
+                // Move QEMU's ends out of the way first, then onto 3 and 4 (dup2 clears CLOEXEC).
+                let mut high = [0; 2];
+                for (i, (src, _)) in fds.iter().enumerate() {
+                    let fd = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 100);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    high[i] = fd;
+                }
+                for (i, (_, target)) in fds.iter().enumerate() {
+                    if libc::dup2(high[i], *target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
         let child = cmd
             .spawn()
             .map_err(|e| Error::io("start", &config.qemu, e))?;
+        drop((agent_qemu, qmp_qemu));
         Ok(Vm {
             child,
-            qmp: config.qmp_socket.clone(),
+            agent: Some(agent),
+            qmp,
             log: config.log.clone(),
             status: None,
             gone: false,
+            external_reaper: false,
         })
     }
 
@@ -290,53 +318,78 @@ impl Vm {
         self.child.id() as i32
     }
 
-    /// QEMU's exit status if it has ended (reaping it).
+    /// QEMU's exit status if it has ended and was reaped here. With another reaper
+    /// ([`Vm::set_external_reaper`]) nothing is reaped here and this stays `None`; see
+    /// [`Vm::ended`].
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() && !self.gone {
-            match self.child.try_wait() {
-                Ok(s) => self.status = s,
-                // Reaped by someone else (a subreaper's waitpid(-1)): gone, status unknown.
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => self.gone = true,
-                Err(_) => {}
+        if self.gone || self.status.is_some() {
+            return self.status;
+        }
+        if self.external_reaper {
+            if !alive(self.pid()) {
+                self.gone = true;
             }
+            return None;
+        }
+        match self.child.try_wait() {
+            Ok(s) => self.status = s,
+            // Reaped by someone else after all: gone, status unknown.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => self.gone = true,
+            Err(_) => {}
         }
         self.status
     }
 
-    /// Waits at most `timeout` for QEMU to end.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.try_wait() {
-                return Some(s);
-            }
-            if self.gone {
-                return None;
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    /// Another reaper collects QEMU (the container's monitor, a subreaper that calls
+    /// `waitpid(-1)`): from now on this never waits for it, and tells its end from `/proc`.
+    pub fn set_external_reaper(&mut self) {
+        self.external_reaper = true;
     }
 
-    /// Records that someone else reaped QEMU (a subreaper's `waitpid(-1)`): its PID is never
-    /// signalled again.
+    /// Records that someone else reaped QEMU: its PID is never signalled again.
     pub fn set_reaped(&mut self, status: ExitStatus) {
         self.status = Some(status);
         self.gone = true;
     }
 
-    /// Whether QEMU has ended (reaped here or elsewhere).
+    /// Whether QEMU has ended (exited, a zombie, or reaped).
     pub fn ended(&mut self) -> bool {
         self.try_wait().is_some() || self.gone
     }
 
-    /// Kills QEMU (SIGKILL) and reaps it.
+    /// Waits at most `timeout` for QEMU to end; whether it did.
+    pub fn wait_ended(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.ended() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits at most `timeout` for QEMU to end; its exit status when it was reaped here.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.wait_ended(timeout);
+        self.status
+    }
+
+    /// Kills QEMU (SIGKILL) and, unless another process reaps it, reaps it.
     pub fn kill(&mut self) -> Option<ExitStatus> {
         if !self.ended() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
+            if self.external_reaper {
+                // SAFETY: kill(2) on QEMU's PID, which has not been reaped (it is alive or a
+                // zombie: `ended` looked).
+                unsafe {
+                    libc::kill(self.pid(), libc::SIGKILL);
+                }
+            } else {
+                let _ = self.child.kill();
+                self.status = self.child.wait().ok();
+            }
         }
         self.status
     }
@@ -346,10 +399,10 @@ impl Vm {
         if self.ended() {
             return self.status;
         }
-        if qmp_execute(&self.qmp, "quit", Duration::from_millis(500)).is_ok() {
-            if let Some(s) = self.wait_timeout(grace) {
-                return Some(s);
-            }
+        if qmp_execute(&self.qmp, "quit", Duration::from_millis(500)).is_ok()
+            && self.wait_ended(grace)
+        {
+            return self.status;
         }
         self.kill()
     }
@@ -359,42 +412,24 @@ impl Vm {
         log_tail(&self.log, max)
     }
 
-    /// Accepts the agent's connection on `listener` (QEMU connects at start-up). Fails when QEMU
-    /// exits first or `deadline` passes; the message quotes the console's last line.
+    /// isola's end of the agent's channel (the virtio-serial port `isola.agent`), once: the agent
+    /// greets on it when the guest is up. QEMU exiting closes it.
     ///
     /// # Errors
-    /// [`Error::Boot`].
-    pub fn accept_agent(
-        &mut self,
-        listener: &UnixListener,
-        deadline: Instant,
-    ) -> Result<UnixStream> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("configure", "agent socket", e))?;
-        loop {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    s.set_nonblocking(false)
-                        .map_err(|e| Error::io("configure", "agent socket", e))?;
-                    return Ok(s);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(Error::io("accept on", "agent socket", e)),
-            }
-            if let Some(s) = self.try_wait() {
-                return Err(Error::Boot(format!(
-                    "QEMU exited ({s}) before connecting to the agent: {}",
-                    self.log_tail(300)
-                )));
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Boot(
-                    "QEMU did not connect the agent channel in time".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+    /// [`Error::Boot`] when it was taken already.
+    pub fn agent(&mut self) -> Result<UnixStream> {
+        self.agent
+            .take()
+            .ok_or_else(|| Error::Boot("the agent channel was taken already".into()))
+    }
+}
+
+/// Whether `pid` is alive: it exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    match stat.rsplit_once(')') {
+        Some((_, rest)) => !matches!(rest.trim_start().chars().next(), Some('Z' | 'X') | None),
+        None => false,
     }
 }
 
@@ -422,20 +457,19 @@ pub fn log_tail(path: &Path, max: usize) -> String {
     }
 }
 
-/// Runs one QMP command (`{"execute": cmd}`) on the socket at `path` and returns its `return`.
+/// Runs one QMP command (`{"execute": cmd}`) on QEMU's QMP channel `stream` (negotiating
+/// capabilities first when the greeting is still unread) and returns its `return`.
 ///
 /// # Errors
-/// [`Error::Io`] when the socket cannot be used, [`Error::Boot`] when QEMU answers with an error.
-pub fn qmp_execute(path: &Path, cmd: &str, timeout: Duration) -> Result<serde_json::Value> {
-    let io = |e| Error::io("talk QMP on", path, e);
-    let stream = UnixStream::connect(path).map_err(io)?;
+/// [`Error::Io`] when the channel fails or times out, [`Error::Boot`] when QEMU answers with an
+/// error.
+pub fn qmp_execute(stream: &UnixStream, cmd: &str, timeout: Duration) -> Result<serde_json::Value> {
+    let io = |e| Error::io("talk QMP to", "QEMU", e);
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut w = stream.try_clone().map_err(io)?;
-    let mut r = BufReader::new(stream);
+    let mut r = BufReader::new(stream.try_clone().map_err(io)?);
     let mut line = String::new();
-    // Greeting, then capabilities negotiation, then the command.
-    r.read_line(&mut line).map_err(io)?;
     let mut answer = |w: &mut UnixStream, text: &str| -> Result<serde_json::Value> {
         w.write_all(text.as_bytes()).map_err(io)?;
         loop {
@@ -450,7 +484,7 @@ pub fn qmp_execute(path: &Path, cmd: &str, timeout: Duration) -> Result<serde_js
             if let Some(err) = v.get("error") {
                 return Err(Error::Boot(format!("QMP {cmd}: {err}")));
             }
-            // Events ({"event": ...}) are skipped.
+            // The greeting ({"QMP": ...}) and events ({"event": ...}) are skipped.
         }
     };
     answer(&mut w, "{\"execute\":\"qmp_capabilities\"}\n")?;
@@ -475,8 +509,6 @@ mod tests {
                 path: "/var/lib/isola/a,b".into(),
                 readonly: false,
             }],
-            agent_socket: "/run/isola/x/agent.sock".into(),
-            qmp_socket: "/run/isola/x/qmp.sock".into(),
             log: "/run/isola/x/console.log".into(),
             kernel_args: vec![],
         }
@@ -498,6 +530,8 @@ mod tests {
         assert!(joined.contains("path=/var/lib/isola/a,,b,security_model=passthrough"));
         assert!(joined.contains("mount_tag=rootfs"));
         assert!(joined.contains("name=isola.agent"));
+        assert!(joined.contains("socket,id=agent,fd=3"));
+        assert!(joined.contains("socket,id=qmp,fd=4"));
         assert!(c.append().contains("reboot=t"));
     }
 

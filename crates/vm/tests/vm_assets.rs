@@ -6,7 +6,6 @@
 //! QEMU and the kernel are there nothing may be missing: no agent, or a dynamic one, fails.
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -66,9 +65,6 @@ fn boot(
     accel: Accel,
     deadline: Duration,
 ) -> Result<isola_proto::AgentInfo, String> {
-    let sock = dir.join("agent.sock");
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(|e| e.to_string())?;
     let config = VmConfig {
         name: "isola-vm-test".into(),
         qemu: assets.qemu.clone(),
@@ -78,26 +74,21 @@ fn boot(
         vcpus: 1,
         memory_mib: 128,
         shares: Vec::new(),
-        agent_socket: sock,
-        qmp_socket: dir.join("qmp.sock"),
         log: dir.join("console.log"),
         kernel_args: Vec::new(),
     };
     let until = Instant::now() + deadline;
     let mut vm = Vm::spawn(&config).map_err(|e| e.to_string())?;
-    let result = vm
-        .accept_agent(&listener, until)
-        .map_err(|e| e.to_string())
-        .and_then(|s| {
-            let mut c = isola_proto::Client::new(s);
-            let hello = c
-                .wait_hello(until.saturating_duration_since(Instant::now()))
-                .map_err(|e| format!("{e} (console: {})", vm.log_tail(400)))?;
-            c.ping(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-            c.shutdown(Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
-            Ok(hello)
-        });
+    let result = vm.agent().map_err(|e| e.to_string()).and_then(|s| {
+        let mut c = isola_proto::Client::new(s);
+        let hello = c
+            .wait_hello(until.saturating_duration_since(Instant::now()))
+            .map_err(|e| format!("{e} (console: {})", vm.log_tail(400)))?;
+        c.ping(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        c.shutdown(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        Ok(hello)
+    });
     if result.is_ok() && vm.wait_timeout(Duration::from_secs(10)).is_none() {
         vm.kill();
         return Err("QEMU did not exit after the agent's Shutdown".into());

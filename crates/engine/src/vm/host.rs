@@ -104,7 +104,9 @@ pub(crate) struct VmHost {
 
 impl VmHost {
     /// Wraps a booted VM whose agent greeted on `channel`, and starts reading the channel.
-    pub(crate) fn start(vm: Vm, channel: UnixStream) -> Result<Arc<VmHost>> {
+    pub(crate) fn start(mut vm: Vm, channel: UnixStream) -> Result<Arc<VmHost>> {
+        // The monitor (a subreaper with waitpid(-1)) reaps QEMU; nothing here may.
+        vm.set_external_reaper();
         let io = |e| Error::io("configure", "agent channel", e);
         channel.set_read_timeout(None).map_err(io)?;
         channel
@@ -433,25 +435,18 @@ impl VmHost {
             let _ = rx.recv_timeout(grace);
         }
         let mut vm = lock(&self.vm);
-        if !self.reaped.load(Ordering::Relaxed) && vm.wait_timeout(grace).is_none() {
+        if !self.reaped.load(Ordering::Relaxed) && !vm.wait_ended(grace) {
             vm.quit(grace);
         }
     }
 
-    /// Kills QEMU at once (unless the monitor reaped it already).
+    /// Kills QEMU at once (unless the monitor reaped it already). Never waits: the monitor reaps.
     pub(crate) fn kill(&self) {
-        if !self.reaped.load(Ordering::Relaxed) {
-            if let Ok(mut vm) = self.vm.try_lock() {
-                vm.kill();
-            } else {
-                // Someone holds the VM (a shutdown waiting on it): signal it by PID instead.
-                let pid = self.pid;
-                if pid > 0 {
-                    // SAFETY: plain kill(2) on QEMU's PID, which the monitor has not reaped yet.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
-                }
+        if !self.reaped.load(Ordering::Relaxed) && self.pid > 0 {
+            // SAFETY: kill(2) on QEMU's PID, which the monitor has not reaped yet (a zombie at
+            // worst).
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
             }
         }
     }

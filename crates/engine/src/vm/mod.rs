@@ -227,8 +227,6 @@ impl VmMode {
                     .map_err(|e| Error::Vm(format!("{}: {e}", config_path.display())))
             })?;
         let prepared = guest::prepare(bundle, &self.roots.rootfs(id), spec)?;
-        let run_dir = self.roots.run_dir(id);
-        let agent_socket = run_dir.join("agent.sock");
         let config = VmConfig {
             name: process_name(id),
             qemu: assets.qemu.clone(),
@@ -238,20 +236,14 @@ impl VmMode {
             vcpus: guest::vcpus(&prepared.spec),
             memory_mib: guest::memory_mib(&prepared.spec),
             shares: prepared.shares,
-            agent_socket: agent_socket.clone(),
-            qmp_socket: run_dir.join("qmp.sock"),
             log: bundle.join("vm-console.log"),
             kernel_args: Vec::new(),
         };
         let _ = std::fs::remove_file(&config.log);
-        let listener = crate::paths::bind_unix(&agent_socket)
-            .map_err(|e| Error::io("listen on", &agent_socket, e))?;
         let t0 = Instant::now();
         let mut vm = Vm::spawn(&config)?;
         let deadline = t0 + BOOT_DEADLINE;
-        let channel = vm.accept_agent(&listener, deadline)?;
-        drop(listener);
-        let _ = std::fs::remove_file(&agent_socket);
+        let channel = vm.agent()?;
         let hello = {
             let reader = channel
                 .try_clone()
@@ -529,9 +521,7 @@ impl IsolationMode for VmMode {
             None => self.kill_recorded(id),
         }
         let run_dir = self.roots.run_dir(id);
-        for f in ["vm.sock", "agent.sock", "qmp.sock"] {
-            let _ = std::fs::remove_file(run_dir.join(f));
-        }
+        let _ = std::fs::remove_file(run_dir.join("vm.sock"));
         Ok(())
     }
 }

@@ -204,9 +204,11 @@ pub fn create(
     auto_remove: bool,
 ) -> anyhow::Result<isola_engine::db::Record> {
     let req = args.request(auto_remove)?;
-    if req.host.isolation != Isolation::Vm {
-        ensure_image(ctx, &args.image)?;
+    if req.host.isolation == Isolation::Vm {
+        // Checked before the built-in image is made, so that a refused run makes nothing.
+        isola_engine::vm::check_create(engine.roots(), &req.host)?;
     }
+    ensure_image(ctx, &args.image)?;
     Ok(engine.create(req)?)
 }
 
