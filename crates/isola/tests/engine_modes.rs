@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -21,36 +21,10 @@ fn isola(mode: &str) -> Option<Engine> {
     if !common::require_root() {
         return None;
     }
-    if mode == "vm" && !vm_ready() {
+    if mode == "vm" && !common::require_vm() {
         return None;
     }
     Some(Engine::new())
-}
-
-/// Whether VM isolation can run here: QEMU and a guest kernel are present (else the test is
-/// skipped with the reason, or fails in CI).
-fn vm_ready() -> bool {
-    if !common::require_tool("qemu-system-x86_64") {
-        return false;
-    }
-    let probe = Isola::new();
-    let out = probe.run_timed(&["info", "--format", "json"]);
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let vm = &info["VM"];
-    if vm["Kernel"]
-        .as_str()
-        .is_some_and(|k| Path::new(k).is_file())
-    {
-        return true;
-    }
-    if std::env::var_os("ISOLA_KERNEL").is_some() {
-        return true;
-    }
-    common::skip(&format!(
-        "VM isolation is not ready here (build the guest kernel with vm/build-kernel.sh): {}",
-        vm
-    ));
-    false
 }
 
 fn stdout(out: &Output) -> String {

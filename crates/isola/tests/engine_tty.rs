@@ -180,14 +180,46 @@ fn have_tmux() -> bool {
     common::require_tool("tmux")
 }
 
-#[test]
-fn run_it_is_a_real_terminal() {
-    let Some(isola) = isola() else { return };
-    if !have_tmux() {
-        return;
-    }
+/// Defines `NAME` (process isolation) and `vm_NAME` (VM isolation) from one body.
+macro_rules! both_modes {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let Some(isola) = isola() else { return };
+                if have_tmux() {
+                    $body(&isola, "process");
+                }
+            }
+        )*
+        mod vm {
+            $(
+                #[test]
+                fn $name() {
+                    if super::have_tmux() && common_vm() {
+                        super::$body(&super::Engine::new(), "vm");
+                    }
+                }
+            )*
+            fn common_vm() -> bool {
+                super::common::require_vm()
+            }
+        }
+    };
+}
+
+both_modes!(
+    run_it_is_a_real_terminal => run_it,
+    exec_it_is_a_real_terminal => exec_it,
+    attach_to_a_terminal_container => attach,
+);
+
+fn run_it(isola: &Isola, mode: &str) {
     let t = Tmux::start(
-        &isola_line(&isola, "run -it --name tty busybox sh"),
+        &isola_line(
+            isola,
+            &format!("run -it --isolation={mode} --name tty busybox sh"),
+        ),
         100,
         30,
     );
@@ -200,14 +232,12 @@ fn run_it_is_a_real_terminal() {
     resize.unwrap();
 }
 
-#[test]
-fn exec_it_is_a_real_terminal() {
-    let Some(isola) = isola() else { return };
-    if !have_tmux() {
-        return;
-    }
-    let id = isola.ok_timed(&["run", "-d", "--name", "host", "busybox", "sleep", "1000"]);
-    let t = Tmux::start(&isola_line(&isola, "exec -it host sh"), 90, 25);
+fn exec_it(isola: &Isola, mode: &str) {
+    let iso = format!("--isolation={mode}");
+    let id = isola.ok_timed(&[
+        "run", "-d", &iso, "--name", "host", "busybox", "sleep", "1000",
+    ]);
+    let t = Tmux::start(&isola_line(isola, "exec -it host sh"), 90, 25);
     let resize = drive_shell(&t, 90, 25);
     // The container goes on; the exec's shell is gone.
     let v = isola.container("host");
@@ -219,14 +249,10 @@ fn exec_it_is_a_real_terminal() {
     resize.unwrap();
 }
 
-#[test]
-fn attach_to_a_terminal_container() {
-    let Some(isola) = isola() else { return };
-    if !have_tmux() {
-        return;
-    }
-    isola.ok_timed(&["run", "-dit", "--name", "bg", "busybox", "sh"]);
-    let t = Tmux::start(&isola_line(&isola, "attach bg"), 80, 24);
+fn attach(isola: &Isola, mode: &str) {
+    let iso = format!("--isolation={mode}");
+    isola.ok_timed(&["run", "-dit", &iso, "--name", "bg", "busybox", "sh"]);
+    let t = Tmux::start(&isola_line(isola, "attach bg"), 80, 24);
     // The prompt was printed before the client came: press Enter for a new one.
     std::thread::sleep(Duration::from_millis(300));
     t.keys(&["Enter"]);

@@ -706,3 +706,22 @@ impl Drop for Engine {
         }
     }
 }
+
+/// Whether VM isolation can run here: QEMU, a guest kernel and a static agent (as `isola info`
+/// reports them). Otherwise the test is skipped with the reason, or fails in CI.
+pub fn require_vm() -> bool {
+    if !require_root() || !require_tool("qemu-system-x86_64") {
+        return false;
+    }
+    let probe = Isola::new();
+    let out = probe.run_timed(&["info", "--format", "json"]);
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let vm = &info["VM"];
+    if vm["Missing"].as_array().is_some_and(|m| m.is_empty()) {
+        return true;
+    }
+    skip(&format!(
+        "VM isolation is not ready here (vm/build-kernel.sh builds the guest kernel, scripts/build-agent.sh the agent): {vm}"
+    ));
+    false
+}
