@@ -199,7 +199,11 @@ fn vm_info(root: &std::path::Path, settings: &isola_vm::assets::AssetSettings) -
     let choice = settings.accelerator.unwrap_or_default();
     match assets::locate(settings, &state_dir) {
         Ok(a) => {
-            let decision = isola_vm::accel::decide(choice, &a, &state_dir);
+            let decision = isola_vm::accel::decide(
+                choice,
+                &a,
+                std::path::Path::new(isola_vm::accel::HOST_STATE_DIR),
+            );
             let agent = assets::find_agent(settings).map(|g| g.path).ok();
             (
                 format!("available ({})", decision.accel),

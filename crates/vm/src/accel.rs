@@ -7,8 +7,9 @@
 //! [`PROBE_DEADLINE`]; otherwise TCG. The probe's QEMU is always killed and reaped before
 //! `decide` returns, and nothing in it can block past the deadline (plus the time to kill QEMU).
 //!
-//! The result is cached in `<state dir>/accel.json`, keyed by the kernel and initramfs (path,
-//! size, modification time), QEMU (path and version), the host kernel's release and
+//! The result is cached in `<state dir>/accel.json` (the engine uses one host-wide directory,
+//! [`HOST_STATE_DIR`], since the answer is a fact about the host, not about a store), keyed by the
+//! kernel (path, size, modification time), the agent's hash, QEMU (path and version), the host kernel's release and
 //! `/proc/sys/kernel/random/boot_id`: a new kernel, agent, QEMU or host boot probes again. A
 //! lock file serialises concurrent probes, so parallel `isola run`s probe once.
 
@@ -24,6 +25,8 @@ use sha2::{Digest, Sha256};
 use crate::assets::Assets;
 use crate::qemu::{Accel, Vm, VmConfig};
 
+/// Where the engine caches the decision: one answer per host boot for every store root.
+pub const HOST_STATE_DIR: &str = "/run/isola/vm";
 /// How long the probe waits for the agent's Hello, from QEMU's start.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 /// The probe VM's QEMU process name.
@@ -172,7 +175,9 @@ fn file_id(p: &Path) -> String {
 fn cache_key(assets: &Assets) -> String {
     let inputs = KeyInputs {
         kernel: file_id(&assets.kernel),
-        initramfs: file_id(&assets.initramfs),
+        // The initramfs by its content (the agent's hash), not its path: every store root
+        // assembles its own copy of the same bytes.
+        initramfs: assets.agent_version.clone(),
         qemu: format!("{} {}", assets.qemu.display(), assets.qemu_version),
         host_release: rustix::system::uname()
             .release()

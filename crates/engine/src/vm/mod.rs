@@ -217,7 +217,7 @@ impl VmMode {
         let decision = isola_vm::accel::decide(
             settings.vm.accelerator.unwrap_or_default(),
             &assets,
-            &state_dir,
+            Path::new(isola_vm::accel::HOST_STATE_DIR),
         );
         let config_path = bundle.join("config.json");
         let spec: serde_json::Value = std::fs::read(&config_path)

@@ -717,7 +717,7 @@ pub fn require_vm() -> bool {
     let out = probe.run_timed(&["info", "--format", "json"]);
     let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let vm = &info["VM"];
-    if vm["Missing"].as_array().is_some_and(|m| m.is_empty()) {
+    if vm["Kernel"].is_string() && vm["Missing"].as_array().is_none_or(|m| m.is_empty()) {
         return true;
     }
     skip(&format!(
