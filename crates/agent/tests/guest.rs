@@ -11,8 +11,8 @@
 //! `qemu-system-x86_64`, and a static `/bin/busybox` (Debian's `busybox-static`). Without a
 //! cached kernel the test is skipped with a message, even with CI set (building it takes ~8
 //! minutes). Without QEMU or busybox it is skipped, unless CI is set, where it fails. The
-//! initramfs is built with `vm/initramfs.sh` into `<target dir>/agent-static`, or taken from
-//! `ISOLA_AGENT_INITRD`.
+//! initramfs is built with `vm/initramfs.sh` into `target/agent-static` (as
+//! `crates/proto/tests/agent_vm.rs` does), or taken from `ISOLA_AGENT_INITRD`.
 
 mod vm;
 

@@ -114,10 +114,9 @@ pub fn setup(test: &str) -> Option<Setup> {
         Some(p) => PathBuf::from(p),
         None => {
             let initrd = work.join("initramfs.cpio.gz");
-            let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .parent()
-                .expect("target dir")
-                .join("agent-static");
+            // The same separate target dir as crates/proto/tests/agent_vm.rs: one static build
+            // serves both, and the outer cargo's lock is not contended.
+            let target = repo().join("target/agent-static");
             let st = Command::new(repo().join("vm/initramfs.sh"))
                 .arg(&initrd)
                 .env("CARGO_TARGET_DIR", target)
