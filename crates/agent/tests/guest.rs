@@ -49,6 +49,13 @@ fn make_share(dir: &Path) {
     }
     fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+    // What an image has, so a read-only share needs no new mount points.
+    for d in ["proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        fs::write(rootfs.join("etc").join(f), "").unwrap();
+    }
     let etc = dir.join("etc");
     fs::create_dir_all(&etc).unwrap();
     fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
@@ -449,4 +456,48 @@ fn containers_run_in_the_guest() {
 
     h.ok(Request::Shutdown);
     vm.wait_exit(Duration::from_secs(10));
+}
+
+/// Without a `Shutdown`, the guest powers itself off 30 s after the container's init exited
+/// (and not before): a host that lost track of the VM does not leave it running.
+#[test]
+fn powers_off_after_the_init_exits() {
+    let Some(setup) = vm::setup("powers_off_after_the_init_exits") else {
+        return;
+    };
+    let share = setup.work.join("share");
+    make_share(&share);
+    let t0 = Instant::now();
+    let mut vm = Vm::boot(&setup, &[("share", &share)], 256);
+    let mut h = vm.connect(t0);
+    let host = isola_engine::config::HostConfig::default();
+    h.ok(Request::CreateContainer {
+        id: "p1".into(),
+        spec: spec(&share, SHARE, "p1", &["true"], &host, false),
+        mounts: vec![GuestMount {
+            source: "share".into(),
+            target: SHARE.into(),
+            fstype: "9p".into(),
+            options: vec!["ro".into()],
+        }],
+        stdio: stdio(None, None, None, false),
+    });
+    h.ok(Request::Start { id: "p1".into() });
+    let f = finish(&mut h, "p1", None, &[]);
+    assert_eq!(f.status, code(0));
+    let exited = Instant::now();
+    assert!(
+        !vm.exited_within(Duration::from_secs(28)),
+        "the guest powered off {:?} after the init exited",
+        exited.elapsed()
+    );
+    assert!(
+        vm.exited_within(Duration::from_secs(20)),
+        "the guest was still running {:?} after the init exited",
+        exited.elapsed()
+    );
+    eprintln!(
+        "guest powered off {:?} after the init exited",
+        exited.elapsed()
+    );
 }
