@@ -31,7 +31,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// Applets linked in the test's root filesystem.
 const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "sleep", "tty", "stty", "dd", "head", "true", "ls", "find", "wc", "tail",
+    "sh", "cat", "echo", "sleep", "tty", "stty", "dd", "head", "true", "ls", "grep", "wc", "tail",
 ];
 
 /// Where the 9p share is mounted in the guest by the first container.
@@ -333,6 +333,26 @@ fn containers_run_in_the_guest() {
     });
     assert_eq!(e.code, WireErrorCode::InvalidRequest, "{e:?}");
 
+    // The spec's isolation holds in the guest: a network namespace with only lo (up), seccomp
+    // in filter mode, the container's own PID namespace.
+    h.ok(Request::Exec {
+        id: "c3".into(),
+        exec_id: "look".into(),
+        process: process(
+            &[
+                "sh",
+                "-c",
+                "ls /sys/class/net; cat /sys/class/net/lo/flags; grep Seccomp: /proc/self/status; cat /proc/1/cmdline",
+            ],
+            false,
+        ),
+        stdio: stdio(None, Some(15), Some(16), false),
+    });
+    let f = finish(&mut h, "c3", Some("look"), &[15, 16]);
+    assert_eq!(
+        (f.text(15).as_str(), f.text(16).as_str(), f.status),
+        ("lo\n0x9\nSeccomp:\t2\nsleep\u{0}1000\u{0}", "", code(0))
+    );
     h.ok(Request::Exec {
         id: "c3".into(),
         exec_id: "sleeper".into(),
