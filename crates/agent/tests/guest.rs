@@ -476,6 +476,8 @@ fn containers_run_in_the_guest() {
 
     h.ok(Request::Shutdown);
     vm.wait_exit(Duration::from_secs(10));
+    eprintln!("guest console:\n{}", vm.console());
+    let _ = fs::remove_dir_all(&setup.work);
 }
 
 /// Without a `Shutdown`, the guest powers itself off 30 s after the container's init exited
