@@ -243,7 +243,15 @@ impl Agent {
         if let Err(e) = root_ok {
             return Err(invalid("spec.root.path", format!("{root:?} {e}")));
         }
+        let t0 = Instant::now();
         let mounted = guest_mounts::mount_all(mounts)?;
+        if !mounted.is_empty() {
+            crate::log!(
+                "container {id}: {} mount(s) in {} ms",
+                mounted.len(),
+                t0.elapsed().as_millis()
+            );
+        }
         let bundle = PathBuf::from(BUNDLES).join(id);
         let undo = |bundle: &PathBuf| {
             let _ = fs::remove_dir_all(bundle);

@@ -11,8 +11,8 @@
 //! `qemu-system-x86_64`, and a static `/bin/busybox` (Debian's `busybox-static`). Without a
 //! cached kernel the test is skipped with a message, even with CI set (building it takes ~8
 //! minutes). Without QEMU or busybox it is skipped, unless CI is set, where it fails. The
-//! initramfs is built with `vm/initramfs.sh` into `<target dir>/agent-static`, or taken from
-//! `ISOLA_AGENT_INITRD`.
+//! initramfs is built with `vm/initramfs.sh` into `target/agent-static` (as
+//! `crates/proto/tests/agent_vm.rs` does), or taken from `ISOLA_AGENT_INITRD`.
 
 mod vm;
 
@@ -31,7 +31,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// Applets linked in the test's root filesystem.
 const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "sleep", "tty", "stty", "dd", "head", "true", "ls", "find", "wc", "tail",
+    "sh", "cat", "echo", "sleep", "tty", "stty", "dd", "head", "true", "ls", "grep", "wc", "tail",
 ];
 
 /// Where the 9p share is mounted in the guest by the first container.
@@ -49,6 +49,13 @@ fn make_share(dir: &Path) {
     }
     fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+    // What an image has, so a read-only share needs no new mount points.
+    for d in ["proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        fs::write(rootfs.join("etc").join(f), "").unwrap();
+    }
     let etc = dir.join("etc");
     fs::create_dir_all(&etc).unwrap();
     fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
@@ -326,6 +333,26 @@ fn containers_run_in_the_guest() {
     });
     assert_eq!(e.code, WireErrorCode::InvalidRequest, "{e:?}");
 
+    // The spec's isolation holds in the guest: a network namespace with only lo (up), seccomp
+    // in filter mode, the container's own PID namespace.
+    h.ok(Request::Exec {
+        id: "c3".into(),
+        exec_id: "look".into(),
+        process: process(
+            &[
+                "sh",
+                "-c",
+                "ls /sys/class/net; cat /sys/class/net/lo/flags; grep Seccomp: /proc/self/status; cat /proc/1/cmdline",
+            ],
+            false,
+        ),
+        stdio: stdio(None, Some(15), Some(16), false),
+    });
+    let f = finish(&mut h, "c3", Some("look"), &[15, 16]);
+    assert_eq!(
+        (f.text(15).as_str(), f.text(16).as_str(), f.status),
+        ("lo\n0x9\nSeccomp:\t2\nsleep\u{0}1000\u{0}", "", code(0))
+    );
     h.ok(Request::Exec {
         id: "c3".into(),
         exec_id: "sleeper".into(),
@@ -449,4 +476,50 @@ fn containers_run_in_the_guest() {
 
     h.ok(Request::Shutdown);
     vm.wait_exit(Duration::from_secs(10));
+    eprintln!("guest console:\n{}", vm.console());
+    let _ = fs::remove_dir_all(&setup.work);
+}
+
+/// Without a `Shutdown`, the guest powers itself off 30 s after the container's init exited
+/// (and not before): a host that lost track of the VM does not leave it running.
+#[test]
+fn powers_off_after_the_init_exits() {
+    let Some(setup) = vm::setup("powers_off_after_the_init_exits") else {
+        return;
+    };
+    let share = setup.work.join("share");
+    make_share(&share);
+    let t0 = Instant::now();
+    let mut vm = Vm::boot(&setup, &[("share", &share)], 256);
+    let mut h = vm.connect(t0);
+    let host = isola_engine::config::HostConfig::default();
+    h.ok(Request::CreateContainer {
+        id: "p1".into(),
+        spec: spec(&share, SHARE, "p1", &["true"], &host, false),
+        mounts: vec![GuestMount {
+            source: "share".into(),
+            target: SHARE.into(),
+            fstype: "9p".into(),
+            options: vec!["ro".into()],
+        }],
+        stdio: stdio(None, None, None, false),
+    });
+    h.ok(Request::Start { id: "p1".into() });
+    let f = finish(&mut h, "p1", None, &[]);
+    assert_eq!(f.status, code(0));
+    let exited = Instant::now();
+    assert!(
+        !vm.exited_within(Duration::from_secs(28)),
+        "the guest powered off {:?} after the init exited",
+        exited.elapsed()
+    );
+    assert!(
+        vm.exited_within(Duration::from_secs(20)),
+        "the guest was still running {:?} after the init exited",
+        exited.elapsed()
+    );
+    eprintln!(
+        "guest powered off {:?} after the init exited",
+        exited.elapsed()
+    );
 }

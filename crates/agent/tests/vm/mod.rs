@@ -114,10 +114,9 @@ pub fn setup(test: &str) -> Option<Setup> {
         Some(p) => PathBuf::from(p),
         None => {
             let initrd = work.join("initramfs.cpio.gz");
-            let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .parent()
-                .expect("target dir")
-                .join("agent-static");
+            // The same separate target dir as crates/proto/tests/agent_vm.rs: one static build
+            // serves both, and the outer cargo's lock is not contended.
+            let target = repo().join("target/agent-static");
             let st = Command::new(repo().join("vm/initramfs.sh"))
                 .arg(&initrd)
                 .env("CARGO_TARGET_DIR", target)
@@ -238,6 +237,25 @@ impl Vm {
         h
     }
 
+    /// Whether QEMU exits (cleanly) within `max`.
+    pub fn exited_within(&mut self, max: Duration) -> bool {
+        let stop = Instant::now() + max;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait for qemu") {
+                assert!(
+                    s.success(),
+                    "QEMU exit status {s}\nconsole:\n{}",
+                    self.console()
+                );
+                return true;
+            }
+            if Instant::now() >= stop {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for QEMU to exit by itself (after `Shutdown`) and checks it exited cleanly.
     pub fn wait_exit(&mut self, max: Duration) {
         let stop = Instant::now() + max;
@@ -258,6 +276,15 @@ impl Vm {
             "QEMU exit status {status}\nconsole:\n{}",
             self.console()
         );
+    }
+}
+
+/// `body` for messages: its first 160 characters.
+fn short(body: &Request) -> String {
+    let s = format!("{body:?}");
+    match s.char_indices().nth(160) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
     }
 }
 
@@ -367,7 +394,7 @@ impl Host {
 
     /// Sends `body` and returns its successful answer.
     pub fn ok(&mut self, body: Request) -> Response {
-        let what = format!("{body:?}");
+        let what = short(&body);
         let id = self.send_request(body);
         match self.result(id) {
             Ok(r) => r,
@@ -377,7 +404,7 @@ impl Host {
 
     /// Sends `body` and returns its error.
     pub fn err(&mut self, body: Request) -> WireError {
-        let what = format!("{body:?}");
+        let what = short(&body);
         let id = self.send_request(body);
         match self.result(id) {
             Ok(r) => self.fail(&format!("{what} succeeded: {r:?}")),
