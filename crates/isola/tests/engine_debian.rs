@@ -367,3 +367,74 @@ fn image_users_and_groups() {
     assert_error(&out, 125, &["nogroup"]);
     isola.assert_clean();
 }
+
+/// The Debian image in a VM: the same bash, apt and users as in process isolation, with the
+/// guest's own kernel underneath.
+#[test]
+fn debian_image_in_a_vm() {
+    if !common::require_vm() {
+        return;
+    }
+    let Some(isola) = with_debian() else { return };
+    let out = run_ok(
+        &isola,
+        &[
+            "--isolation=vm",
+            "debian:12",
+            "bash",
+            "-c",
+            "cat /etc/os-release; id; echo pid=$$; uname -r",
+        ],
+    );
+    assert!(out.contains("VERSION_CODENAME=bookworm"), "{out}");
+    assert!(
+        out.contains("uid=0(root) gid=0(root) groups=0(root)"),
+        "{out}"
+    );
+    assert!(out.contains("pid=1\n"), "{out}");
+    assert!(
+        out.trim_end().ends_with("-isola"),
+        "the guest's kernel runs it: {out}"
+    );
+    let id = isola
+        .ok_timed(&[
+            "run",
+            "-d",
+            "--isolation=vm",
+            "--name",
+            "deb",
+            "debian:12",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_owned();
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        isola.ok_timed(&all)
+    };
+    assert!(exec(&["deb", "apt-get", "--version"]).starts_with("apt 2."));
+    assert_eq!(
+        exec(&["deb", "bash", "-c", "apt-cache policy bash | head -1"]),
+        "bash:\n"
+    );
+    assert_eq!(
+        exec(&["-u", "_apt", "deb", "id", "-un"]),
+        "_apt\n",
+        "users of the image's own /etc/passwd"
+    );
+    assert_eq!(
+        exec(&[
+            "-w",
+            "/usr/share",
+            "deb",
+            "bash",
+            "-c",
+            "pwd; dpkg -s bash | grep -c '^Status: install ok installed'"
+        ]),
+        "/usr/share\n1\n"
+    );
+    isola.ok_timed(&["rm", "-f", "deb"]);
+    isola.assert_container_gone(&id);
+}
