@@ -43,6 +43,11 @@ impl Engine {
             roots.run_root.join("containers"),
         ] {
             std::fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
+            // Only root may look inside: a container's writable layer and volumes may hold
+            // set-user-ID files or device nodes its processes (or its guest) made.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io("set the mode of", &d, e))?;
         }
         let db = Db::open(&roots.root)?;
         Ok(Self { roots, db })

@@ -262,6 +262,14 @@ fn stop_timeout_and_logs(isola: &Isola, mode: &str) {
         mode,
         &["--name", "polite", "--init", "busybox", "sleep", "100"],
     );
+    // Once the init has started its child it has its signal handlers (before that, as PID 1 of
+    // the container, it would ignore SIGTERM: the same in both modes).
+    assert!(eventually(Duration::from_secs(10), || {
+        isola
+            .ok_timed(&["top", "polite"])
+            .lines()
+            .any(|l| l.ends_with(" sleep 100") && !l.contains("init"))
+    }));
     isola.ok_timed(&["stop", "polite"]);
     assert_eq!(isola.container("polite")["State"]["ExitCode"], 143);
     isola.ok_timed(&["rm", "deaf", "polite"]);

@@ -321,7 +321,7 @@ fn probe(assets: &Assets, state_dir: &Path, deadline: Duration) -> (Decision, bo
     });
     let took = t0.elapsed();
     let exited = vm.try_wait();
-    let console = crate::qemu::log_tail(&config.log, 4000);
+    let console = vm.log_tail(4000);
     vm.kill();
     drop(vm);
     let secs = if deadline.subsec_millis() == 0 {

@@ -228,6 +228,10 @@ impl VmConfig {
 #[derive(Debug)]
 pub struct Vm {
     child: Child,
+    /// The thread copying QEMU's output into the log; it ends at QEMU's exit.
+    copier: Option<std::thread::JoinHandle<()>>,
+    /// QEMU's pidfd: a signal through it reaches this process, never a later one with its PID.
+    pidfd: Option<std::os::fd::OwnedFd>,
     /// isola's end of the agent channel, until [`Vm::agent`] takes it.
     agent: Option<UnixStream>,
     /// isola's end of QMP.
@@ -250,14 +254,24 @@ impl Vm {
     /// be made.
     pub fn spawn(config: &VmConfig) -> Result<Vm> {
         config.validate()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.log)
-            .map_err(|e| Error::io("open", &config.log, e))?;
-        let log2 = log
+        // The guest console and QEMU's messages reach the log through a pipe copied with a cap:
+        // a guest printing forever cannot fill the host's disk.
+        let log = {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::remove_file(&config.log);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&config.log)
+                .map_err(|e| Error::io("create", &config.log, e))?
+        };
+        let (log_r, log_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("create", "console pipe", e.into()))?;
+        let log2 = log_w
             .try_clone()
-            .map_err(|e| Error::io("open", &config.log, e))?;
+            .map_err(|e| Error::io("create", "console pipe", e))?;
         let pair =
             |what: &'static str| UnixStream::pair().map_err(|e| Error::io("create", what, e));
         let (agent, agent_qemu) = pair("agent socket pair")?;
@@ -268,7 +282,7 @@ impl Vm {
         ];
         let mut cmd = config.command();
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
+            .stdout(Stdio::from(log_w))
             .stderr(Stdio::from(log2));
         // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
         // functions (prctl, getppid, fcntl, dup2) on descriptors this process owns.
@@ -302,8 +316,19 @@ impl Vm {
             .spawn()
             .map_err(|e| Error::io("start", &config.qemu, e))?;
         drop((agent_qemu, qmp_qemu));
+        // Dropping `cmd` closes the pipe's write ends here: the copier sees EOF when QEMU exits.
+        drop(cmd);
+        let copier = std::thread::Builder::new()
+            .name("vm-console".into())
+            .spawn(move || copy_capped(log_r, log, MAX_LOG))
+            .ok();
+        let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
         Ok(Vm {
             child,
+            copier,
+            pidfd,
             agent: Some(agent),
             qmp,
             log: config.log.clone(),
@@ -381,17 +406,25 @@ impl Vm {
     pub fn kill(&mut self) -> Option<ExitStatus> {
         if !self.ended() {
             if self.external_reaper {
-                // SAFETY: kill(2) on QEMU's PID, which has not been reaped (it is alive or a
-                // zombie: `ended` looked).
-                unsafe {
-                    libc::kill(self.pid(), libc::SIGKILL);
-                }
+                self.signal_kill();
             } else {
                 let _ = self.child.kill();
                 self.status = self.child.wait().ok();
             }
         }
         self.status
+    }
+
+    /// Sends SIGKILL through the pidfd (a no-op once QEMU is gone, whoever reaped it).
+    pub fn signal_kill(&self) {
+        if let Some(fd) = &self.pidfd {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// A duplicate of QEMU's pidfd, to signal it from elsewhere without racing PID reuse.
+    pub fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.pidfd.as_ref().and_then(|f| f.try_clone().ok())
     }
 
     /// Asks QEMU to quit over QMP, waits at most `grace`, then kills it.
@@ -407,8 +440,20 @@ impl Vm {
         self.kill()
     }
 
-    /// The last `max` bytes of the console log, as text (for error messages).
-    pub fn log_tail(&self, max: usize) -> String {
+    /// The last `max` bytes of the console log, as text (for error messages). Once QEMU has
+    /// ended, waits (at most 1 s) for its last output to reach the log.
+    pub fn log_tail(&mut self, max: usize) -> String {
+        if self.ended() {
+            if let Some(h) = self.copier.take() {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while !h.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if h.is_finished() {
+                    let _ = h.join();
+                }
+            }
+        }
         log_tail(&self.log, max)
     }
 
@@ -439,14 +484,24 @@ impl Drop for Vm {
     }
 }
 
-/// The last `max` bytes of a log file, trimmed, on one line.
+/// The last `max` bytes of a log file, trimmed, on one line, control characters replaced.
 pub fn log_tail(path: &Path, max: usize) -> String {
-    let data = std::fs::read(path).unwrap_or_default();
-    let start = data.len().saturating_sub(max);
-    let text = String::from_utf8_lossy(&data[start..]);
+    use std::io::{Read, Seek, SeekFrom};
+    let mut data = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map_or(0, |m| m.len());
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(max as u64)));
+        let _ = f.take(max as u64).read_to_end(&mut data);
+    }
+    let text = String::from_utf8_lossy(&data);
     let line = text
         .lines()
-        .map(str::trim)
+        .map(|l| {
+            l.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect::<String>()
+        })
+        .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" | ");
@@ -454,6 +509,36 @@ pub fn log_tail(path: &Path, max: usize) -> String {
         "(no console output)".into()
     } else {
         line
+    }
+}
+
+/// Most bytes of console output kept in a VM's log (1 MiB); the rest is counted and dropped.
+pub const MAX_LOG: u64 = 1 << 20;
+
+/// Copies `from` to `to` until EOF, keeping at most `cap` bytes.
+fn copy_capped(from: std::os::fd::OwnedFd, mut to: std::fs::File, cap: u64) {
+    let mut buf = [0u8; 8192];
+    let mut kept = 0u64;
+    let mut dropped = 0u64;
+    loop {
+        match rustix::io::read(&from, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept).min(n as u64) as usize;
+                if room > 0 && to.write_all(&buf[..room]).is_ok() {
+                    kept += room as u64;
+                }
+                dropped += (n - room) as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    if dropped > 0 {
+        let _ = writeln!(
+            to,
+            "[isola: {dropped} more bytes of console output dropped]"
+        );
     }
 }
 

@@ -198,6 +198,10 @@ impl Monitor<'_> {
                 return Err(e);
             }
         };
+        // Before any client: the first window size may come with the first client's hello.
+        if let Some(hook) = self.mode.resize_hook(&id) {
+            server.set_resize_hook(hook);
+        }
         if wait_attach {
             report(
                 &mut self.ready,
@@ -256,9 +260,6 @@ impl Monitor<'_> {
                 pid,
             },
         );
-        if let Some(hook) = self.mode.resize_hook(&id) {
-            server.set_resize_hook(hook);
-        }
         server.started();
         let status = server.serve(pid);
         let out = self.mode.outcome(&id, status);

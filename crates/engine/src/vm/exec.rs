@@ -72,8 +72,33 @@ pub fn run(
         },
     )?;
     // The answer first: the process runs, or why not.
+    // Output is written as it comes, even before the answer (never buffered here).
+    let handle = |m: Message| -> Option<i32> {
+        match m {
+            Message::Stream { stream, data } => {
+                let r = if stream == STDERR {
+                    std::io::stderr().write_all(&data)
+                } else {
+                    let mut o = std::io::stdout();
+                    o.write_all(&data).and_then(|()| o.flush())
+                };
+                let _ = r;
+                None
+            }
+            Message::Event(Event::Exited {
+                exec_id: Some(e),
+                status,
+                ..
+            }) if e == exec_id => Some(match (status.code, status.signal) {
+                (Some(c), _) => c.clamp(0, 255),
+                (None, Some(s)) => 128 + s.clamp(1, 127),
+                (None, None) => 128 + libc::SIGKILL,
+            }),
+            _ => None,
+        }
+    };
     let deadline = std::time::Instant::now() + EXEC_TIMEOUT;
-    let mut early = Vec::new();
+    let mut early = None;
     loop {
         let m = reader
             .recv_deadline(deadline)
@@ -86,7 +111,11 @@ pub fn run(
                 }
                 Err(w) => return Err(super::host::wire_error("exec", w)),
             },
-            other => early.push(other),
+            other => {
+                if let Some(code) = handle(other) {
+                    early = Some(code);
+                }
+            }
         }
     }
     if detach {
@@ -155,35 +184,9 @@ pub fn run(
                 .send(&Message::StreamClose { stream: STDIN });
         });
     }
-    let handle = |m: Message| -> Option<i32> {
-        match m {
-            Message::Stream { stream, data } => {
-                let r = if stream == STDERR {
-                    std::io::stderr().write_all(&data)
-                } else {
-                    let mut o = std::io::stdout();
-                    o.write_all(&data).and_then(|()| o.flush())
-                };
-                let _ = r;
-                None
-            }
-            Message::Event(Event::Exited {
-                exec_id: Some(e),
-                status,
-                ..
-            }) if e == exec_id => Some(match (status.code, status.signal) {
-                (Some(c), _) => c,
-                (None, Some(s)) => 128 + s,
-                (None, None) => 128 + libc::SIGKILL,
-            }),
-            _ => None,
-        }
-    };
-    for m in early {
-        if let Some(code) = handle(m) {
-            done.store(true, Ordering::Relaxed);
-            return Ok(code);
-        }
+    if let Some(code) = early {
+        done.store(true, Ordering::Relaxed);
+        return Ok(code);
     }
     loop {
         match reader.recv() {

@@ -70,14 +70,19 @@ fn has_option(m: &Value, opt: &str) -> bool {
 
 /// Rewrites the bundle's spec for the guest. `bundle` is `<root>/containers/<id>` (the spec's host
 /// paths point into it), `rootfs` the merged root filesystem, `init` the host's `--init` binary.
-/// Engine-written files (hosts, hostname, resolv.conf, the init binary) are copied into
-/// `<bundle>/shared`; volumes are shared as they are.
+/// Engine-written files (hosts, hostname, resolv.conf, the init binary) are copied into a fresh
+/// `<bundle>/shared`; directory volumes are shared as they are, file volumes one by one (each
+/// bind-mounted into a directory of its own under `<bundle>/vols`; [`release`] undoes it).
 ///
 /// # Errors
 /// A bind source that is not an absolute existing path, or more volumes than a VM can share.
 pub fn prepare(bundle: &Path, rootfs: &Path, mut spec: Value) -> Result<Prepared> {
-    let shared = bundle.join("shared");
-    std::fs::create_dir_all(&shared).map_err(|e| Error::io("create directory", &shared, e))?;
+    // Both directories were writable by the last run's guest: start them afresh (nothing the
+    // guest left there, a symlink or a device node, is ever opened).
+    release(bundle);
+    let shared = fresh_dir(&bundle.join("shared"))?;
+    let vols = bundle.join("vols");
+    let mut file_volumes = 0usize;
     let root_ro = spec
         .pointer("/root/readonly")
         .and_then(Value::as_bool)
@@ -126,6 +131,11 @@ pub fn prepare(bundle: &Path, rootfs: &Path, mut spec: Value) -> Result<Prepared
             )));
         }
         let meta = std::fs::metadata(&src).map_err(|e| Error::io("share into the VM", &src, e))?;
+        if !meta.is_file() && !meta.is_dir() {
+            return Err(Error::Vm(format!(
+                "-v {source}: only directories and regular files can be shared into a VM"
+            )));
+        }
         let guest = if src.parent() == Some(bundle) && meta.is_file() {
             // An engine-written file of this container: copy it into the shared directory.
             copy_into(&src, &shared)?
@@ -137,10 +147,19 @@ pub fn prepare(bundle: &Path, rootfs: &Path, mut spec: Value) -> Result<Prepared
             let (dir, file) = if meta.is_dir() {
                 (src.clone(), None)
             } else {
-                let parent = src
-                    .parent()
+                // A file volume: only that file is shared, bind-mounted on the host into a
+                // directory of its own under `<bundle>/vols` (sharing its parent directory would
+                // expose its siblings).
+                if file_volumes == 0 {
+                    fresh_dir(&vols)?;
+                }
+                let name = src
+                    .file_name()
                     .ok_or_else(|| Error::Vm(format!("cannot share {source:?} into the VM")))?;
-                (parent.to_path_buf(), src.file_name().map(PathBuf::from))
+                let dir = fresh_dir(&vols.join(format!("f{file_volumes}")))?;
+                file_volumes += 1;
+                bind_file(&src, &dir.join(name), readonly)?;
+                (dir, Some(PathBuf::from(name)))
             };
             let tag = match shares
                 .iter()
@@ -194,17 +213,92 @@ fn is_volume_file(m: &Value) -> bool {
     m.get("destination").and_then(Value::as_str) != Some(crate::spec::INIT_PATH)
 }
 
-/// Copies `src` into `dir` (same name, same mode); returns its guest path.
+/// Copies `src` into `dir` (same name, same mode), creating the copy (never following or reusing
+/// what is there); returns its guest path.
 fn copy_into(src: &Path, dir: &Path) -> Result<String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let name = src
         .file_name()
         .ok_or_else(|| Error::Vm(format!("cannot share {} into the VM", src.display())))?;
     let dst = dir.join(name);
-    std::fs::copy(src, &dst).map_err(|e| Error::io("copy into the VM's share", &dst, e))?;
+    let mut from = std::fs::File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let mode = from
+        .metadata()
+        .map_err(|e| Error::io("stat", src, e))?
+        .permissions()
+        .mode()
+        & 0o755;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&dst)
+        .map_err(|e| Error::io("create", &dst, e))?;
+    std::io::copy(&mut from, &mut to)
+        .map_err(|e| Error::io("copy into the VM's share", &dst, e))?;
     Ok(format!(
         "{GUEST_SHARES}/shared/{}",
         Path::new(name).display()
     ))
+}
+
+/// Removes `dir` (not following symlinks) and makes it again, empty, mode 0700.
+fn fresh_dir(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", dir, e)),
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Bind-mounts the host file `src` onto a new empty file `at` (read-only when asked).
+fn bind_file(src: &Path, at: &Path, readonly: bool) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(at)
+        .map_err(|e| Error::io("create", at, e))?;
+    let err = |e: nix::Error| Error::io("bind-mount a file volume at", at, e.into());
+    mount(Some(src), at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
+    if readonly {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        if let Err(e) = mount(None::<&str>, at, None::<&str>, flags, None::<&str>) {
+            let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
+            return Err(err(e));
+        }
+    }
+    Ok(())
+}
+
+/// Undoes what [`prepare`] set up on the host: unmounts the file volumes' bind mounts and
+/// removes `<bundle>/vols` and `<bundle>/shared`. Best effort; safe to call again.
+pub fn release(bundle: &Path) {
+    let vols = bundle.join("vols");
+    if let Ok(dirs) = std::fs::read_dir(&vols) {
+        for d in dirs.flatten() {
+            if let Ok(files) = std::fs::read_dir(d.path()) {
+                for f in files.flatten() {
+                    let _ = nix::mount::umount2(&f.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+    }
+    for dir in [vols, bundle.join("shared")] {
+        // Only once nothing is mounted there: remove_dir_all would fail on a busy mount point
+        // (and never descends into a mounted file).
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// The guest's RAM in MiB: the container's memory limit plus [`GUEST_OVERHEAD_MIB`], or

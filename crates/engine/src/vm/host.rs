@@ -32,6 +32,13 @@ use crate::error::{Error, Result};
 const AGENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client of the control socket may block a write.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most requests that may wait for an answer at once; a guest that leaves more unanswered is
+/// stopped.
+const MAX_PENDING: usize = 256;
+/// Harmless protocol violations tolerated before the VM is stopped.
+const MAX_VIOLATIONS: u32 = 64;
+/// How long a guest has to end the container after SIGKILL before the VM is killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
 /// First stream id the host allocates on the agent channel.
 const FIRST_STREAM: u32 = 1;
 
@@ -88,6 +95,8 @@ struct State {
     error: Option<String>,
     /// The channel is gone.
     closed: bool,
+    /// Harmless protocol violations so far.
+    violations: u32,
 }
 
 /// One VM and its agent channel; shared by the monitor's threads.
@@ -96,15 +105,17 @@ pub(crate) struct VmHost {
     writer: Mutex<Transport<UnixStream>>,
     state: Mutex<State>,
     vm: Mutex<Vm>,
-    /// QEMU's host PID.
-    pid: i32,
+    /// The container's ID (the only one this VM runs).
+    id: String,
+    /// QEMU's pidfd: SIGKILL through it can never reach a later process with QEMU's PID.
+    pidfd: Option<OwnedFd>,
     /// QEMU was reaped by the monitor: it must not be signalled any more.
     reaped: AtomicBool,
 }
 
 impl VmHost {
     /// Wraps a booted VM whose agent greeted on `channel`, and starts reading the channel.
-    pub(crate) fn start(mut vm: Vm, channel: UnixStream) -> Result<Arc<VmHost>> {
+    pub(crate) fn start(id: &str, mut vm: Vm, channel: UnixStream) -> Result<Arc<VmHost>> {
         // The monitor (a subreaper with waitpid(-1)) reaps QEMU; nothing here may.
         vm.set_external_reaper();
         let io = |e| Error::io("configure", "agent channel", e);
@@ -113,9 +124,9 @@ impl VmHost {
             .set_write_timeout(Some(AGENT_WRITE_TIMEOUT))
             .map_err(io)?;
         let reader = channel.try_clone().map_err(io)?;
-        let pid = vm.pid();
         let host = Arc::new(VmHost {
-            pid,
+            id: id.to_owned(),
+            pidfd: vm.pidfd(),
             writer: Mutex::new(Transport::new(channel)),
             state: Mutex::new(State {
                 next_request: 1,
@@ -151,13 +162,16 @@ impl VmHost {
     /// Sends `body` and waits at most `timeout` for the answer.
     pub(crate) fn request(&self, body: Request, timeout: Duration) -> Result<Response> {
         let what = request_name(&body);
-        let rx = self.submit(body)?;
+        let (id, rx) = self.submit(body)?;
         match rx.recv_timeout(timeout) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(w)) => Err(wire_error(what, w)),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Vm(format!(
-                "the guest agent did not answer {what} within {timeout:?}"
-            ))),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                lock(&self.state).pending.remove(&id);
+                Err(Error::Vm(format!(
+                    "the guest agent did not answer {what} within {timeout:?}"
+                )))
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Vm(format!(
                 "the guest agent went away before answering {what}{}",
                 self.error().map(|e| format!(": {e}")).unwrap_or_default()
@@ -171,7 +185,11 @@ impl VmHost {
     }
 
     /// Sends `body` without waiting; the answer arrives on the returned channel.
-    fn submit(&self, body: Request) -> Result<Receiver<std::result::Result<Response, WireError>>> {
+    #[allow(clippy::type_complexity)]
+    fn submit(
+        &self,
+        body: Request,
+    ) -> Result<(u64, Receiver<std::result::Result<Response, WireError>>)> {
         let (tx, rx) = mpsc::channel();
         let id = {
             let mut st = lock(&self.state);
@@ -184,13 +202,21 @@ impl VmHost {
                         .unwrap_or_default()
                 )));
             }
+            if st.pending.len() >= MAX_PENDING {
+                drop(st);
+                let why = format!(
+                    "the guest agent left {MAX_PENDING} requests unanswered; the VM is stopped"
+                );
+                self.fail(&why);
+                return Err(Error::Vm(why));
+            }
             let id = st.next_request;
             st.next_request += 1;
             st.pending.insert(id, Pending::Local(tx));
             id
         };
         self.send(&Message::Request { id, body })?;
-        Ok(rx)
+        Ok((id, rx))
     }
 
     /// Connects the container's stdio: `input` (read here and sent to the guest; `None` when the
@@ -306,7 +332,7 @@ impl VmHost {
                     Some(Pending::Client(conn, cid)) => {
                         conn.send(&Message::Response { id: cid, result });
                     }
-                    None => tracing::warn!("guest agent answered unknown request {id}"),
+                    None => self.violation(&format!("an answer to unknown request {id}"))?,
                 }
             }
             Message::Stream { stream, data } => {
@@ -327,10 +353,9 @@ impl VmHost {
                         stream: local,
                         data,
                     }),
-                    None => tracing::debug!(
-                        "guest sent {} bytes on unknown stream {stream}",
-                        data.len()
-                    ),
+                    None => {
+                        self.violation(&format!("{} bytes on unknown stream {stream}", data.len()))?
+                    }
                 }
             }
             Message::StreamClose { stream } => {
@@ -342,8 +367,15 @@ impl VmHost {
             Message::Event(Event::Exited {
                 exec_id: None,
                 status,
-                ..
+                id,
             }) => {
+                check_status(&status)?;
+                if id != self.id {
+                    return Err(format!(
+                        "the guest agent reported the exit of another container ({})",
+                        sanitize(&id, 80)
+                    ));
+                }
                 let first = {
                     let mut st = lock(&self.state);
                     let first = st.init_exit.is_none();
@@ -363,6 +395,7 @@ impl VmHost {
                 id,
                 status,
             }) => {
+                check_status(&status)?;
                 let conn = lock(&self.state).execs.remove(&exec);
                 if let Some(c) = conn {
                     c.send(&Message::Event(Event::Exited {
@@ -373,10 +406,16 @@ impl VmHost {
                 }
             }
             Message::Event(Event::ProtocolError { message }) => {
-                tracing::warn!("guest agent could not decode a message: {message}");
+                self.violation(&format!(
+                    "a report that it could not decode a message: {}",
+                    sanitize(&message, 200)
+                ))?;
             }
             Message::Event(Event::AgentPanic { message }) => {
-                return Err(format!("the guest agent panicked: {message}"));
+                return Err(format!(
+                    "the guest agent panicked: {}",
+                    sanitize(&message, 500)
+                ));
             }
             Message::Hello { .. } | Message::Request { .. } => {
                 return Err(format!(
@@ -431,7 +470,7 @@ impl VmHost {
         if self.reaped.load(Ordering::Relaxed) {
             return;
         }
-        if let Ok(rx) = self.submit(Request::Shutdown) {
+        if let Ok((_, rx)) = self.submit(Request::Shutdown) {
             let _ = rx.recv_timeout(grace);
         }
         let mut vm = lock(&self.vm);
@@ -442,13 +481,42 @@ impl VmHost {
 
     /// Kills QEMU at once (unless the monitor reaped it already). Never waits: the monitor reaps.
     pub(crate) fn kill(&self) {
-        if !self.reaped.load(Ordering::Relaxed) && self.pid > 0 {
-            // SAFETY: kill(2) on QEMU's PID, which the monitor has not reaped yet (a zombie at
-            // worst).
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-            }
+        if let Some(fd) = &self.pidfd {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
         }
+    }
+
+    /// After a SIGKILL for the container: if the guest has not reported the container's end
+    /// within [`KILL_GRACE`], the VM is killed (a guest cannot keep a killed container alive).
+    pub(crate) fn arm_kill(self: &Arc<Self>) {
+        let h = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("kill-grace".into())
+            .spawn(move || {
+                std::thread::sleep(KILL_GRACE);
+                if h.init_exit().is_none() && !h.reaped.load(Ordering::Relaxed) {
+                    h.fail("the guest did not end the container within 5 s of SIGKILL; the VM was killed");
+                }
+            });
+    }
+
+    /// Counts a message from the guest that breaks the protocol without harm (an answer nobody
+    /// waits for, data for an unknown stream); too many end the VM.
+    fn violation(&self, what: &str) -> std::result::Result<(), String> {
+        let n = {
+            let mut st = lock(&self.state);
+            st.violations += 1;
+            st.violations
+        };
+        if n <= 3 {
+            tracing::warn!("guest agent sent {what}");
+        }
+        if n > MAX_VIOLATIONS {
+            return Err(format!(
+                "the guest agent broke the protocol {n} times (last: {what})"
+            ));
+        }
+        Ok(())
     }
 
     /// The monitor reaped QEMU: never signal its PID again.
@@ -516,7 +584,11 @@ impl VmHost {
     }
 
     /// Forwards one message of a control-socket client to the agent.
-    fn handle_client(&self, conn: &Arc<Conn>, m: Message) -> std::result::Result<(), String> {
+    fn handle_client(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        m: Message,
+    ) -> std::result::Result<(), String> {
         match m {
             Message::Request { id, body } => {
                 let body = match body {
@@ -549,6 +621,20 @@ impl VmHost {
                             stream: g,
                             rows,
                             cols,
+                        }
+                    }
+                    Request::Signal {
+                        id: cid,
+                        signal,
+                        all,
+                    } => {
+                        if signal == libc::SIGKILL {
+                            self.arm_kill();
+                        }
+                        Request::Signal {
+                            id: cid,
+                            signal,
+                            all,
                         }
                     }
                     Request::CreateContainer { .. } | Request::Shutdown | Request::Start { .. } => {
@@ -678,11 +764,41 @@ fn message_name(m: &Message) -> &'static str {
 
 /// The engine error for an agent's refusal of `what`: 126/127 when the program cannot run.
 pub(crate) fn wire_error(what: &str, w: WireError) -> Error {
+    let message = sanitize(&w.message, 1000);
     match w.status {
-        Some(code @ (126 | 127)) => Error::StartFailed {
-            message: w.message,
-            code,
-        },
-        _ => Error::Vm(format!("{what}: {}", w.message)),
+        Some(code @ (126 | 127)) => Error::StartFailed { message, code },
+        _ => Error::Vm(format!("{what}: {message}")),
+    }
+}
+
+/// Text from the guest made fit for a terminal, a log and the database: control characters
+/// replaced by `?`, at most `max` characters.
+pub(crate) fn sanitize(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Refuses an exit status no process can have (a code outside 0..=255, a signal outside 1..=64).
+fn check_status(s: &ExitStatus) -> std::result::Result<(), String> {
+    let ok = match (s.code, s.signal) {
+        (Some(c), None) => (0..=255).contains(&c),
+        (None, Some(sig)) => (1..=64).contains(&sig),
+        // Neither: ended some other way (counted as a SIGKILL).
+        (None, None) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the guest agent reported an impossible exit status {s:?}"
+        ))
     }
 }

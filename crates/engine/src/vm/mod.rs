@@ -102,8 +102,18 @@ pub fn read_info(roots: &Roots, id: &str) -> Option<VmInfo> {
 fn write_info(roots: &Roots, id: &str, info: &VmInfo) {
     let path = info_path(roots, id);
     let tmp = path.with_extension("json.tmp");
-    let ok = std::fs::write(&tmp, serde_json::to_vec_pretty(info).unwrap_or_default())
-        .and_then(|()| std::fs::rename(&tmp, &path));
+    let ok = (|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(info).unwrap_or_default())?;
+        std::fs::rename(&tmp, &path)
+    })();
     if let Err(e) = ok {
         tracing::warn!("writing {}: {e}", path.display());
     }
@@ -260,7 +270,7 @@ impl VmMode {
         };
         let t_hello = t0.elapsed();
         let pid = vm.pid();
-        let host = VmHost::start(vm, channel)?;
+        let host = VmHost::start(id, vm, channel)?;
         // From here on, a failure must end the VM.
         let result = self.create_in_guest(id, &host, console, prepared.spec, prepared.mounts);
         let created = match result {
@@ -396,6 +406,11 @@ impl IsolationMode for VmMode {
     }
 
     fn signal(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        if signal == libc::SIGKILL {
+            if let Some(h) = self.host() {
+                h.arm_kill();
+            }
+        }
         let r = self.ask(
             id,
             Request::Signal {
@@ -520,6 +535,7 @@ impl IsolationMode for VmMode {
             Some(h) => h.shutdown(Duration::from_secs(2)),
             None => self.kill_recorded(id),
         }
+        guest::release(&self.roots.dir(id));
         let run_dir = self.roots.run_dir(id);
         let _ = std::fs::remove_file(run_dir.join("vm.sock"));
         Ok(())
@@ -536,8 +552,10 @@ pub fn top_table(processes: &[isola_proto::ProcessInfo], boot_epoch_ms: u64) -> 
     let rows = processes
         .iter()
         .map(|p| {
-            let start = boot_epoch_ms / 1000 + p.start_seconds;
-            let stime = chrono::DateTime::from_timestamp(start as i64, 0)
+            let start = (boot_epoch_ms / 1000).saturating_add(p.start_seconds);
+            let stime = i64::try_from(start)
+                .ok()
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
                 .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
                 .unwrap_or_else(|| "?".into());
             let t = p.cpu_seconds;
@@ -553,7 +571,7 @@ pub fn top_table(processes: &[isola_proto::ProcessInfo], boot_epoch_ms: u64) -> 
                 stime,
                 "?".into(),
                 format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
-                p.cmd.clone(),
+                host::sanitize(&p.cmd, 4096),
             ]
         })
         .collect();

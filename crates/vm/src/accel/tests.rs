@@ -91,8 +91,9 @@ fn qemu_that_exits_means_tcg_and_is_cached() {
     assert_eq!(second.reason, first.reason);
     let runs = fs::read_to_string(d.path().join("qemu.runs")).unwrap();
     assert_eq!(runs.lines().count(), 1);
-    // A new initramfs (new agent) probes again.
-    fs::write(&a.initramfs, "another agent").unwrap();
+    // A new agent (its hash names the initramfs) probes again.
+    let mut a = a;
+    a.agent_version = "sha256:another-agent".into();
     decide_with(AccelChoice::Auto, &a, &state, &kvm, Duration::from_secs(5));
     let runs = fs::read_to_string(d.path().join("qemu.runs")).unwrap();
     assert_eq!(runs.lines().count(), 2);
