@@ -320,7 +320,14 @@ fn probe(assets: &Assets, state_dir: &Path, deadline: Duration) -> (Decision, bo
         Ok(info)
     });
     let took = t0.elapsed();
-    let exited = vm.try_wait();
+    // A closed channel usually means QEMU is exiting: give it a moment to be reaped, so the
+    // reason can say it exited (and with what).
+    let exited = match &hello {
+        Err(_) if took < deadline => vm
+            .try_wait()
+            .or_else(|| vm.wait_timeout(Duration::from_millis(300))),
+        _ => vm.try_wait(),
+    };
     let console = vm.log_tail(4000);
     vm.kill();
     drop(vm);

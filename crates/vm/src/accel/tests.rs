@@ -91,10 +91,10 @@ fn qemu_that_exits_means_tcg_and_is_cached() {
     assert_eq!(second.reason, first.reason);
     let runs = fs::read_to_string(d.path().join("qemu.runs")).unwrap();
     assert_eq!(runs.lines().count(), 1);
-    // A new agent (its hash names the initramfs) probes again.
-    let mut a = a;
-    a.agent_version = "sha256:another-agent".into();
-    decide_with(AccelChoice::Auto, &a, &state, &kvm, Duration::from_secs(5));
+    // Another agent (the initramfs is keyed by the agent's hash) probes again.
+    let mut b = a.clone();
+    b.agent_version = "sha256:1".into();
+    decide_with(AccelChoice::Auto, &b, &state, &kvm, Duration::from_secs(5));
     let runs = fs::read_to_string(d.path().join("qemu.runs")).unwrap();
     assert_eq!(runs.lines().count(), 2);
     // No scratch directory left.
