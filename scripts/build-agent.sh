@@ -49,7 +49,7 @@ static_dir=$target/agent-static
 
 log "building isola-agent (release, +crt-static) in $static_dir"
 CARGO_TARGET_DIR=$static_dir cargo rustc --quiet --locked -p isola-agent --release --bin isola-agent \
-    -- -C target-feature=+crt-static >&2
+    -- -C target-feature=+crt-static -C strip=symbols >&2
 built=$static_dir/release/isola-agent
 [ -x "$built" ] || die "cargo did not produce $built"
 # No program interpreter: the guest could not load it.

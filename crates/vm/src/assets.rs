@@ -9,12 +9,12 @@
 //!   (the key needs the installed `linux-source-6.1` version), else the newest
 //!   `${ISOLA_CACHE:-/var/cache/isola}/kernel/*/vmlinux`. A path may name the `vmlinux` or a
 //!   directory holding it. It must be an uncompressed ELF `vmlinux` with the PVH entry note.
-//! - **Agent**: `$ISOLA_AGENT`, else the setting, else `isola-agent` next to the running
-//!   executable (and, for test binaries that cargo puts in `target/<profile>/deps`, in the
-//!   directory above). It must be a statically linked x86-64 ELF binary: the guest has no libc.
-//!   (`ISOLA_AGENT` exists for test runs: building the workspace's binaries, which `cargo test`
-//!   does for a crate with integration tests, puts cargo's dynamically linked `isola-agent` next
-//!   to `isola` again; `scripts/test.sh` points it at the static build instead.)
+//! - **Agent**: `$ISOLA_AGENT`, else the setting, else the first statically linked one of:
+//!   `isola-agent` next to the running executable (for test binaries that cargo puts in
+//!   `target/<profile>/deps`, also the directory above), and, in a build tree,
+//!   `target/agent-static/release/isola-agent`, where `scripts/build-agent.sh` builds it (a
+//!   plain `cargo build` of the workspace leaves cargo's dynamically linked `isola-agent` next to
+//!   `isola`). It must be a statically linked x86-64 ELF binary: the guest has no libc.
 //!
 //! The initramfs (a `newc` cpio: `/init` = the agent, the directories `dev proc sys tmp run`,
 //! `/dev/console`) is assembled by [`locate`] in the VM state directory, named after the agent's
@@ -501,7 +501,15 @@ fn find_agent_memo(settings: &AssetSettings, env: &Env, memo: &mut Memo) -> Resu
         }
         None => {
             let candidates = default_agent_paths();
-            match candidates.iter().find(|p| p.is_file()) {
+            // The first static one; else the first there is (its error says what is wrong).
+            let is_static = |p: &&PathBuf| {
+                elf::inspect(p).is_ok_and(|i| i.interp.is_none() && i.machine == elf::EM_X86_64)
+            };
+            let found = candidates
+                .iter()
+                .find(|p| p.is_file() && is_static(p))
+                .or_else(|| candidates.iter().find(|p| p.is_file()));
+            match found {
                 Some(p) => p.clone(),
                 None => {
                     let tried = candidates
@@ -559,10 +567,17 @@ fn default_agent_paths() -> Vec<PathBuf> {
         return vec![PathBuf::from(AGENT_BINARY)];
     };
     let mut v = vec![dir.join(AGENT_BINARY)];
+    let mut profile = dir.clone();
     if dir.file_name().is_some_and(|n| n == "deps") {
         if let Some(up) = dir.parent() {
             v.push(up.join(AGENT_BINARY));
+            profile = up.to_path_buf();
         }
+    }
+    // In a build tree (`target/<profile>/isola`), where scripts/build-agent.sh builds the static
+    // agent: `cargo build` of the workspace puts a dynamically linked one next to isola.
+    if let Some(target) = profile.parent() {
+        v.push(target.join("agent-static/release").join(AGENT_BINARY));
     }
     v
 }
