@@ -73,38 +73,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/isola-vm-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # --- the baseline: Debian's stock kernel and a busybox initramfs ----------------------------
-stock_kernel() {
-    local k cache pkg deb
-    k=$(ls -1t /boot/vmlinuz-* 2>/dev/null | head -n 1 || true)
-    if [ -n "$k" ]; then echo "$k"; return; fi
-    cache=${ISOLA_CACHE:-/var/cache/isola}/bench
-    k=$(ls -1t "$cache"/stock/boot/vmlinuz-* 2>/dev/null | head -n 1 || true)
-    if [ -n "$k" ]; then echo "$k"; return; fi
-    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-    [ -n "$pkg" ] || die "cannot resolve linux-image-cloud-amd64 (apt-get update?)"
-    log "fetching $pkg (the baseline's stock kernel) into $cache"
-    mkdir -p "$cache"
-    ( cd "$work" && apt-get -o APT::Sandbox::User=root download -q "$pkg" >/dev/null ) || die "apt-get download $pkg failed"
-    deb=$(ls "$work"/*.deb | head -n 1)
-    rm -rf "$cache/stock.tmp"
-    dpkg-deb -x "$deb" "$cache/stock.tmp"
-    rm -rf "$cache/stock"
-    mv "$cache/stock.tmp" "$cache/stock"
-    rm -f "$deb"
-    ls -1t "$cache"/stock/boot/vmlinuz-* | head -n 1
-}
-baseline_kernel=$(stock_kernel)
-busybox=$(command -v busybox || echo /bin/busybox)
-if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is not static (install busybox-static)"; fi
-root=$work/root
-mkdir -p "$root"/{bin,dev,proc,sys}
-cp "$busybox" "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
-mknod -m 600 "$root/dev/console" c 5 1
-printf '#!/bin/busybox sh\necho ISOLA-BASELINE-UP\nexec /bin/busybox reboot -f\n' > "$root/init"
-chmod 0755 "$root/init"
-baseline_initrd=$work/busybox.cpio.gz
-( cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet ) | gzip -9 -n > "$baseline_initrd"
+# shellcheck source=bench/lib/baseline.sh
+. "$here/lib/baseline.sh"
+baseline_kernel=$(stock_kernel "$work")
+baseline_initrd=$(busybox_initrd "$work")
 
 # --- runs ------------------------------------------------------------------------------------
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -121,13 +93,6 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- statistics ------------------------------------------------------------------------------
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
-stats() {   # numbers on stdin -> "n median p90 min max"
-    sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) { print "0 - - - -"; exit }
-        m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-        p = int(0.9 * NR); if (p < 0.9 * NR) p++
-        printf "%d %.0f %.0f %.0f %.0f\n", NR, m, a[p], a[1], a[NR] }'
-}
 read -r n_up med p90 min max < <(grep '^boot ' "$work/main.out" | field hello_ms | stats)
 read -r _ gmed _ _ _ < <(grep '^boot ' "$work/main.out" | field guest_init_ms | stats)
 hangs=$(grep -c '^hang [0-9]* plain' "$work/main.out" || true)
