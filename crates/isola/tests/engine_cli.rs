@@ -458,23 +458,6 @@ fn inspect_fields() {
 }
 
 #[test]
-fn vm_isolation_is_refused_cleanly() {
-    let Some(isola) = isola() else { return };
-    for flag in ["--isolation=vm", "--isolation=hyperv"] {
-        let out = run(&isola, &["run", flag, "busybox", "true"]);
-        assert_error(&out, 125, "not available");
-    }
-    assert_eq!(ok(&isola, &["ps", "-aq"]), "");
-    assert_eq!(container_dirs(&isola), Vec::<PathBuf>::new());
-    assert_eq!(isola.image_ids(), Vec::<String>::new(), "nothing was made");
-    let out = run(
-        &isola,
-        &["run", "--isolation=process", "--rm", "busybox", "true"],
-    );
-    assert_eq!(code(&out), Some(0), "{}", describe(&out));
-}
-
-#[test]
 fn create_start_attach_restart() {
     let Some(isola) = isola() else { return };
     let id = ok(

@@ -539,22 +539,33 @@ fn isolation_default_comes_from_the_config_file() {
     assert_eq!(isola.container("d")["HostConfig"]["Isolation"], "process");
     isola.ok_timed(&["rm", "d"]);
 
-    // vm as the default: not available yet, like --isolation=vm.
+    // vm as the default (when VM isolation can run here): the container runs in a VM.
     let vm = "[engine]\ndefault_isolation = \"vm\"\n";
-    for flags in [&["--isolation=default"][..], &[]] {
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(flags);
-        args.extend_from_slice(&["busybox", "true"]);
-        let (out, _) = with_config(&isola, vm, &args);
-        assert_error(&out, 125, &["not available"]);
+    if common::require_vm() {
+        let (out, _) = with_config(&isola, vm, &["create", "--name", "v", "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_eq!(isola.container("v")["HostConfig"]["Isolation"], "vm");
+        isola.ok_timed(&["rm", "v"]);
     }
     // hyperv means vm.
     let (out, _) = with_config(
         &isola,
         process,
-        &["run", "--isolation=hyperv", "busybox", "true"],
+        &[
+            "create",
+            "--name",
+            "h",
+            "--isolation=hyperv",
+            "busybox",
+            "true",
+        ],
     );
-    assert_error(&out, 125, &["not available"]);
+    if out.status.code() == Some(0) {
+        assert_eq!(isola.container("h")["HostConfig"]["Isolation"], "vm");
+        isola.ok_timed(&["rm", "h"]);
+    } else {
+        assert_error(&out, 125, &["--isolation=vm"]);
+    }
     // An explicit process isolation does not depend on the default.
     let (out, _) = with_config(
         &isola,
