@@ -169,8 +169,8 @@ impl Agent {
         })?;
         Ok(Arc::new(Agent {
             runtime,
+            streams: Arc::new(Streams::new(Arc::clone(&outbox))),
             outbox,
-            streams: Arc::new(Streams::default()),
             table: Mutex::new(Table::default()),
             power,
             no_pivot,

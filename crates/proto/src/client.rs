@@ -177,7 +177,10 @@ impl<T: Read + Write + ReadTimeout> Client<T> {
                 Message::Event(Event::AgentPanic { message }) => {
                     return Err(ClientError::AgentPanic(message));
                 }
-                m @ (Message::Stream { .. } | Message::StreamClose { .. } | Message::Event(_)) => {
+                m @ (Message::Stream { .. }
+                | Message::StreamClose { .. }
+                | Message::StreamCredit { .. }
+                | Message::Event(_)) => {
                     if self.backlog.len() >= MAX_BACKLOG {
                         return Err(ClientError::Backlog);
                     }

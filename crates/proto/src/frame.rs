@@ -209,6 +209,10 @@ mod tests {
                 data: vec![0, 1, 2, 255],
             },
             Message::StreamClose { stream: 3 },
+            Message::StreamCredit {
+                stream: 3,
+                bytes: u32::MAX,
+            },
         ]
     }
 

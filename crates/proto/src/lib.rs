@@ -13,21 +13,26 @@
 //!   a known message is an error, never a guess; after it the channel is poisoned;
 //! - every host call has a deadline ([`Transport::recv_deadline`], [`Client`]): a silent,
 //!   trickling or dead guest is an error, never a hang;
-//! - unsolicited messages kept while waiting are bounded ([`client::MAX_BACKLOG`]).
+//! - unsolicited messages kept while waiting are bounded ([`client::MAX_BACKLOG`]);
+//! - stream credits only refill a window up to its size ([`SendWindow`]): a guest that lies about
+//!   credit cannot make the host send more than one window ahead, and one that never credits
+//!   stalls only that stream.
 //!
 //! Not guarded against here: a guest that answers correctly but lies (wrong PIDs, wrong exit
 //! codes); the engine must treat answers as claims by the guest, not facts about the host.
 
 pub mod client;
+pub mod flow;
 pub mod frame;
 pub mod message;
 pub mod transport;
 
 pub use client::{AgentInfo, Client, ClientError};
+pub use flow::{SendWindow, WindowError};
 pub use frame::{FrameError, HEADER_LEN, MAGIC, MAX_PAYLOAD, PROTOCOL_VERSION};
 pub use message::{
     Event, ExitStatus, GuestMount, Message, ProcessInfo, Request, Response, StdioStreams,
-    WireError, WireErrorCode, MAX_STREAM_CHUNK,
+    WireError, WireErrorCode, CREDIT_BATCH, MAX_STREAM_CHUNK, STREAM_WINDOW,
 };
 pub use transport::{ReadTimeout, Transport, TransportError};
 

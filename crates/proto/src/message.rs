@@ -16,6 +16,24 @@
 //! - The agent powers the VM off on [`Request::Shutdown`], when the host closes the channel, and
 //!   30 s after the container's init process exited if no `Shutdown` came by then.
 //!
+//! Flow control of host → guest streams (a process's stdin):
+//! - Each such stream has a window of [`STREAM_WINDOW`] bytes (1 MiB) that opens when the agent
+//!   answers the request naming the stream (`CreateContainer`, `Exec`) with success; the agent
+//!   drops data that comes before. The host never has more `Stream` data on the stream that the
+//!   agent has not credited than the window.
+//! - The agent credits bytes with [`Message::StreamCredit`] once it has written them to the
+//!   process: at least every [`CREDIT_BATCH`] bytes, and all it has not credited yet whenever it
+//!   has nothing more queued for the stream. So a host waiting for credit gets it while the
+//!   process reads, and a process that stops reading stalls its own input, nothing else.
+//! - When the agent gives up a stdin stream before the host closed it (the process closed its
+//!   stdin or exited), it sends [`Message::StreamClose`] on that stream id (agent → host) and no
+//!   more credit; for a process that exited, before its [`Event::Exited`]. The host stops sending
+//!   on the stream and answers with its own `StreamClose` (which frees the id in the agent); data
+//!   it had in flight is dropped silently. A host blocked on credit wakes up on this close, or
+//!   when the channel ends.
+//! - As a defence against a host that ignores credit, the agent queues at most 16 MiB per stream;
+//!   past that it gives the stream up as above.
+//!
 //! Paths in requests are guest paths. The host shares directories into the guest (9p tags) and
 //! names them in [`Request::CreateContainer`]'s `mounts`; the spec it sends already refers to the
 //! guest paths those mounts produce (`root.path`, bind-mount sources).
@@ -25,6 +43,16 @@ use serde::{Deserialize, Serialize};
 /// Largest `data` of one [`Message::Stream`], in bytes (128 KiB). JSON spells a byte as up to 4
 /// characters (`"255,"`), so a full chunk stays well under [`MAX_PAYLOAD`](crate::MAX_PAYLOAD).
 pub const MAX_STREAM_CHUNK: usize = 128 * 1024;
+
+/// Bytes of [`Message::Stream`] data the host may have sent on one host → guest stream and not
+/// yet seen credited by [`Message::StreamCredit`] (1 MiB); see the module docs.
+pub const STREAM_WINDOW: u32 = 1 << 20;
+
+/// The agent credits a stream at the latest once it has written this many bytes of it to the
+/// process (64 KiB), and earlier when it has nothing more queued for it.
+pub const CREDIT_BATCH: u32 = 64 * 1024;
+
+const _: () = assert!(STREAM_WINDOW as usize >= MAX_STREAM_CHUNK && CREDIT_BATCH < STREAM_WINDOW);
 
 /// One protocol message; one per frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +99,14 @@ pub enum Message {
     },
     /// Agent → host: something happened that no request asked for.
     Event(Event),
+    /// Agent → host: the agent wrote `bytes` more bytes of host → guest stream `stream` to the
+    /// process; the host may send that many more (flow control, see the module docs).
+    StreamCredit {
+        /// Stream id (a process's stdin).
+        stream: u32,
+        /// Bytes written since the previous credit on this stream.
+        bytes: u32,
+    },
 }
 
 /// Requests the host sends (host → agent).
@@ -351,6 +387,28 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"Response":{"id":1,"result":{"Err":{"code":"unsupported","message":"x"}}}}"#
         );
+    }
+
+    #[test]
+    fn stream_credit_wire_shape() {
+        let m = Message::StreamCredit {
+            stream: 7,
+            bytes: 65536,
+        };
+        let json = r#"{"StreamCredit":{"stream":7,"bytes":65536}}"#;
+        assert_eq!(serde_json::to_string(&m).unwrap(), json);
+        assert_eq!(frame::decode_payload(json.as_bytes()).unwrap(), m);
+        let (back, used) = frame::decode(&frame::encode(&m).unwrap()).unwrap();
+        assert_eq!((back, used), (m, crate::HEADER_LEN + json.len()));
+        // Credits are u32: a negative or oversized count is not a message.
+        for bad in [
+            r#"{"StreamCredit":{"stream":7,"bytes":-1}}"#,
+            r#"{"StreamCredit":{"stream":7,"bytes":4294967296}}"#,
+            r#"{"StreamCredit":{"stream":7}}"#,
+            r#"{"StreamCredit":{"stream":7,"bytes":1,"more":0}}"#,
+        ] {
+            assert!(frame::decode_payload(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

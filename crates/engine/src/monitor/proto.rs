@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// Largest frame payload, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
+/// Bytes before a frame's payload: its kind and its length.
+pub const HEADER_LEN: usize = 5;
 
 /// What an attaching client wants.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -106,7 +108,7 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(Kind, Vec<u8>)>> {
 
 /// Parses a frame from the front of `buf`, if complete: returns it and the bytes it used.
 pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(Kind, Vec<u8>, usize)>> {
-    if buf.len() < 5 {
+    if buf.len() < HEADER_LEN {
         return Ok(None);
     }
     let kind = Kind::from_u8(buf[0]).ok_or_else(|| {
@@ -122,10 +124,11 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(Kind, Vec<u8>, usize)>> {
             format!("frame of {len} bytes"),
         ));
     }
-    if buf.len() < 5 + len {
+    let end = HEADER_LEN + len;
+    if buf.len() < end {
         return Ok(None);
     }
-    Ok(Some((kind, buf[5..5 + len].to_vec(), 5 + len)))
+    Ok(Some((kind, buf[HEADER_LEN..end].to_vec(), end)))
 }
 
 #[cfg(test)]

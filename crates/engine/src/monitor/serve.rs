@@ -312,8 +312,9 @@ impl Server {
                     break;
                 }
             }
-            if self.clients[i].inbuf.len() > 2 * super::proto::MAX_FRAME {
-                keep = false;
+            // Enough for a whole frame: handle it first, read the rest on the next round (a
+            // client that writes as fast as this loop reads must not grow the buffer).
+            if self.clients[i].inbuf.len() >= super::proto::HEADER_LEN + super::proto::MAX_FRAME {
                 break;
             }
         }

@@ -1,8 +1,10 @@
 //! `isola exec` in a VM-isolated container: the CLI asks the VM's control socket to run the
 //! process in the guest and carries its stdio as protocol streams (stdin 1, stdout 2, stderr 3 on
 //! this connection); with a terminal, the CLI's terminal is put in raw mode and window-size
-//! changes (SIGWINCH) become `ResizeTty` requests. Returns the process's exit status the way
-//! process isolation does (128+N for a signal).
+//! changes (SIGWINCH) become `ResizeTty` requests. Stdin is sent within its flow-control window:
+//! the VM host forwards the agent's credits for it (and its close, when the process stops
+//! reading), and refuses a client that sends more than the window. Returns the process's exit
+//! status the way process isolation does (128+N for a signal).
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -10,9 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use isola_proto::{Event, Message, Request, Response, StdioStreams, Transport};
+use isola_proto::{
+    Event, Message, Request, Response, SendWindow, StdioStreams, Transport, STREAM_WINDOW,
+};
 use isola_runtime::oci::Process;
 
+use super::pump::{pump, PumpEnd};
 use crate::error::{Error, Result};
 use crate::paths::Roots;
 
@@ -72,9 +77,23 @@ pub fn run(
         },
     )?;
     // The answer first: the process runs, or why not.
+    // The stdin stream's send window (credits come from the agent as the process reads).
+    let window = Arc::new(SendWindow::new(STREAM_WINDOW));
     // Output is written as it comes, even before the answer (never buffered here).
     let handle = |m: Message| -> Option<i32> {
         match m {
+            Message::StreamCredit {
+                stream: STDIN,
+                bytes,
+            } => {
+                window.credit(bytes);
+                None
+            }
+            // The process no longer reads its stdin.
+            Message::StreamClose { stream: STDIN } => {
+                window.close();
+                None
+            }
             Message::Stream { stream, data } => {
                 let r = if stream == STDERR {
                     std::io::stderr().write_all(&data)
@@ -155,33 +174,25 @@ pub fn run(
         }
     }
     if interactive {
-        let w = writer.clone();
+        let (w, window) = (writer.clone(), window.clone());
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match rustix::io::read(std::io::stdin(), &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let m = Message::Stream {
-                            stream: STDIN,
-                            data: buf[..n].to_vec(),
-                        };
-                        let sent = w
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .send(&m);
-                        if sent.is_err() {
-                            return;
-                        }
-                    }
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(_) => break,
+            let lock = || w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let end = pump(std::io::stdin(), &window, |data| {
+                let mut t = lock();
+                window.take(data.len()).is_ok()
+                    && t.send(&Message::Stream {
+                        stream: STDIN,
+                        data,
+                    })
+                    .is_ok()
+            });
+            if end == PumpEnd::Eof {
+                let mut t = lock();
+                if !window.is_closed() {
+                    window.close();
+                    let _ = t.send(&Message::StreamClose { stream: STDIN });
                 }
             }
-            let _ = w
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .send(&Message::StreamClose { stream: STDIN });
         });
     }
     if let Some(code) = early {

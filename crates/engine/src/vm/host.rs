@@ -7,10 +7,20 @@
 //! `stats`, `pause`, which the CLI sends). Clients speak the same protocol; their request and
 //! stream ids are their own and are rewritten to channel-wide ids here.
 //!
+//! Host → guest streams (the container's stdin, pumped here; an exec's stdin, sent by its client)
+//! are flow controlled (see `isola_proto::message`): each has a [`SendWindow`] that the agent's
+//! credits refill. The container's stdin pump waits for credit; a client's credits are forwarded
+//! to it under its own stream id, and its data is checked against the same window here, so
+//! neither side can queue more than one window in the agent. Whoever ends an input first (the
+//! pump at end of file, the client, the guest giving it up, the client leaving) removes it and
+//! sends the one host `StreamClose`; a pump or client waiting for credit wakes up when it is
+//! removed or the channel ends.
+//!
 //! The guest is not trusted: every message from the agent is checked against what is outstanding
 //! (an unknown response id or stream id is dropped with a warning), frames are bounded by the
 //! protocol crate, writes to the agent time out, and a malformed frame, an unexpected message or a
-//! closed channel before the container's exit ends the VM with an error that names it.
+//! closed channel before the container's exit ends the VM with an error that names it. Credits
+//! refill a window at most to its size; a guest that never credits stalls only that input.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,11 +31,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use isola_proto::{
-    Event, ExitStatus, Message, Request, Response, StdioStreams, Transport, WireError,
-    WireErrorCode,
+    Event, ExitStatus, Message, Request, Response, SendWindow, StdioStreams, Transport,
+    WindowError, WireError, WireErrorCode, STREAM_WINDOW,
 };
 use isola_vm::qemu::Vm;
 
+use super::pump::{pump, PumpEnd};
 use crate::error::{Error, Result};
 
 /// Longest a write to the agent may block (a guest that stops reading fails the container).
@@ -69,8 +80,9 @@ impl Conn {
 enum Pending {
     /// The monitor waits for it.
     Local(Sender<std::result::Result<Response, WireError>>),
-    /// A control-socket client waits for it under its own request id.
-    Client(Arc<Conn>, u64),
+    /// A control-socket client waits for it under its own request id; for an `Exec`, the stdin
+    /// stream it names, forgotten if the agent refuses the exec.
+    Client(Arc<Conn>, u64, Option<u32>),
 }
 
 /// Where bytes of a guest → host stream go.
@@ -82,12 +94,22 @@ enum Route {
     Client(Arc<Conn>, u32),
 }
 
+/// A host → guest stream still open.
+#[derive(Debug)]
+struct Input {
+    window: Arc<SendWindow>,
+    /// The control-socket client whose exec reads it, and its own id for the stream; `None` for
+    /// the container's stdin, which the monitor pumps.
+    client: Option<(Arc<Conn>, u32)>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next_request: u64,
     next_stream: u32,
     pending: HashMap<u64, Pending>,
     routes: HashMap<u32, Route>,
+    inputs: HashMap<u32, Input>,
     execs: HashMap<String, Arc<Conn>>,
     /// How the container's init process ended, as the agent reported it.
     init_exit: Option<ExitStatus>,
@@ -152,11 +174,58 @@ impl VmHost {
     }
 
     fn send(&self, m: &Message) -> Result<()> {
-        lock(&self.writer).send(m).map_err(|e| {
+        self.send_on(&mut lock(&self.writer), m)
+    }
+
+    /// Sends `m` on the channel `w` (the writer, locked by the caller).
+    fn send_on(&self, w: &mut Transport<UnixStream>, m: &Message) -> Result<()> {
+        w.send(m).map_err(|e| {
             let msg = format!("writing to the guest agent failed: {e}");
             self.fail(&msg);
             Error::Vm(msg)
         })
+    }
+
+    /// Sends `data` on input `stream` if `window` has the credit for it. The credit is taken with
+    /// the writer locked, so the stream's close (sent with the writer locked too) never comes
+    /// before data that was let through. `Ok(false)`: the stream is closed, the data dropped;
+    /// `Err`: more data than the window allows, or the channel failed.
+    fn send_input(
+        &self,
+        stream: u32,
+        window: &SendWindow,
+        data: Vec<u8>,
+    ) -> std::result::Result<bool, String> {
+        let mut w = lock(&self.writer);
+        match window.take(data.len()) {
+            Ok(()) => self
+                .send_on(&mut w, &Message::Stream { stream, data })
+                .map(|()| true)
+                .map_err(|e| e.to_string()),
+            Err(WindowError::Closed) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Removes input `stream` unless something removed it already, and closes its window (its
+    /// sender wakes up and sends nothing more). The one who removed it then owes the agent the
+    /// stream's `StreamClose`, which, sent after the window closed, follows any data let through.
+    fn take_input(&self, stream: u32) -> Option<Input> {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return None;
+        }
+        let input = st.inputs.remove(&stream)?;
+        input.window.close();
+        Some(input)
+    }
+
+    /// Ends input `stream` (see [`VmHost::take_input`]) and sends the agent its `StreamClose`.
+    /// Not on the agent reader's thread, which must never wait for the channel's writer.
+    fn close_input(&self, stream: u32) -> Option<Input> {
+        let input = self.take_input(stream)?;
+        let _ = self.send(&Message::StreamClose { stream });
+        Some(input)
     }
 
     /// Sends `body` and waits at most `timeout` for the answer.
@@ -219,10 +288,10 @@ impl VmHost {
         Ok((id, rx))
     }
 
-    /// Connects the container's stdio: `input` (read here and sent to the guest; `None` when the
-    /// container has no stdin), `out` and `err` (written with what the guest sends). With a
-    /// terminal, `out` is the terminal end and `err` is unused. Returns the stream ids to put in
-    /// `CreateContainer`.
+    /// Connects the container's stdio: `input` (read here and sent to the guest once
+    /// [`VmHost::open_stdin`] says the agent knows the stream; `None` when the container has no
+    /// stdin), `out` and `err` (written with what the guest sends). With a terminal, `out` is the
+    /// terminal end and `err` is unused. Returns the stream ids to put in `CreateContainer`.
     pub(crate) fn attach_stdio(
         self: &Arc<Self>,
         input: Option<OwnedFd>,
@@ -246,50 +315,46 @@ impl VmHost {
                 st.routes.insert(id, Route::Fd(Arc::new(fd)));
                 streams.stderr = Some(id);
             }
-            if input.is_some() {
-                streams.stdin = Some(Self::stream_id(&mut st));
+            if let Some(fd) = input {
+                let id = Self::stream_id(&mut st);
+                // Closed until the agent has created the container (it drops earlier data).
+                let window = Arc::new(SendWindow::new(0));
+                st.inputs.insert(
+                    id,
+                    Input {
+                        window: window.clone(),
+                        client: None,
+                    },
+                );
+                streams.stdin = Some(id);
+                let h = self.clone();
+                std::thread::Builder::new()
+                    .name("stdin".into())
+                    .spawn(move || h.pump_input(fd, id, &window))
+                    .map_err(|e| Error::io("start", "stdin thread", e))?;
             }
-        }
-        if let (Some(fd), Some(id)) = (input, streams.stdin) {
-            let h = self.clone();
-            std::thread::Builder::new()
-                .name("stdin".into())
-                .spawn(move || h.pump_input(fd, id))
-                .map_err(|e| Error::io("start", "stdin thread", e))?;
         }
         Ok(streams)
     }
 
-    /// Copies the container's input to the guest until EOF, then closes the stream.
-    fn pump_input(&self, fd: OwnedFd, stream: u32) {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match rustix::io::read(&fd, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if self
-                        .send(&Message::Stream {
-                            stream,
-                            data: buf[..n].to_vec(),
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {
-                    let mut fds = [rustix::event::PollFd::new(
-                        &fd,
-                        rustix::event::PollFlags::IN,
-                    )];
-                    if rustix::event::poll(&mut fds, None).is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
+    /// The agent answered the `CreateContainer` that named `streams`: the container's input
+    /// may flow.
+    pub(crate) fn open_stdin(&self, streams: &StdioStreams) {
+        let st = lock(&self.state);
+        if let Some(input) = streams.stdin.and_then(|id| st.inputs.get(&id)) {
+            input.window.open();
         }
-        let _ = self.send(&Message::StreamClose { stream });
+    }
+
+    /// Copies the container's input to the guest until end of file, within the stream's window,
+    /// then closes the stream.
+    fn pump_input(&self, fd: OwnedFd, stream: u32, window: &SendWindow) {
+        let end = pump(&fd, window, |data| {
+            self.send_input(stream, window, data).unwrap_or(false)
+        });
+        if end == PumpEnd::Eof {
+            self.close_input(stream);
+        }
     }
 
     /// Reads the agent channel until it ends.
@@ -329,7 +394,11 @@ impl VmHost {
                     Some(Pending::Local(tx)) => {
                         let _ = tx.send(result);
                     }
-                    Some(Pending::Client(conn, cid)) => {
+                    Some(Pending::Client(conn, cid, stdin)) => {
+                        if let (Err(_), Some(g)) = (&result, stdin) {
+                            // The agent never knew the stream: nothing to close there.
+                            self.take_input(g);
+                        }
                         conn.send(&Message::Response { id: cid, result });
                     }
                     None => self.violation(&format!("an answer to unknown request {id}"))?,
@@ -362,6 +431,36 @@ impl VmHost {
                 let route = lock(&self.state).routes.remove(&stream);
                 if let Some(Route::Client(c, local)) = route {
                     c.send(&Message::StreamClose { stream: local });
+                }
+                // The agent gave up an input: its client is told, and the agent's close answered
+                // from another thread (this one never waits for the writer, which may be waiting
+                // for the agent to read).
+                if let Some(input) = self.take_input(stream) {
+                    let h = self.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("stdin-close".into())
+                        .spawn(move || h.send(&Message::StreamClose { stream }));
+                    if let Some((c, local)) = input.client {
+                        c.send(&Message::StreamClose { stream: local });
+                    }
+                }
+            }
+            Message::StreamCredit { stream, bytes } => {
+                let input = lock(&self.state)
+                    .inputs
+                    .get(&stream)
+                    .map(|i| (i.window.clone(), i.client.clone()));
+                match input {
+                    Some((window, client)) => {
+                        window.credit(bytes);
+                        if let Some((c, local)) = client {
+                            c.send(&Message::StreamCredit {
+                                stream: local,
+                                bytes,
+                            });
+                        }
+                    }
+                    None => tracing::debug!("guest credited unknown stream {stream}"),
                 }
             }
             Message::Event(Event::Exited {
@@ -449,6 +548,9 @@ impl VmHost {
         st.closed = true;
         st.pending.clear();
         st.routes.clear();
+        for (_, input) in st.inputs.drain() {
+            input.window.close();
+        }
         for (_, c) in st.execs.drain() {
             c.alive.store(false, Ordering::Relaxed);
         }
@@ -566,20 +668,17 @@ impl VmHost {
         conn.alive.store(false, Ordering::Relaxed);
         // The client is gone: close the input of its processes, forget its routes.
         let globals: Vec<u32> = lock(&conn.streams).values().copied().collect();
-        let mut inputs = Vec::new();
         {
             let mut st = lock(&self.state);
-            for g in globals {
-                if st.routes.remove(&g).is_none() {
-                    inputs.push(g);
-                }
+            for g in &globals {
+                st.routes.remove(g);
             }
             for e in lock(&conn.execs).iter() {
                 st.execs.remove(e);
             }
         }
-        for g in inputs {
-            let _ = self.send(&Message::StreamClose { stream: g });
+        for g in globals {
+            self.close_input(g);
         }
     }
 
@@ -591,6 +690,7 @@ impl VmHost {
     ) -> std::result::Result<(), String> {
         match m {
             Message::Request { id, body } => {
+                let mut stdin = None;
                 let body = match body {
                     Request::Exec {
                         id: cid,
@@ -599,6 +699,7 @@ impl VmHost {
                         stdio,
                     } => {
                         let stdio = self.map_exec_stdio(conn, &exec_id, stdio)?;
+                        stdin = stdio.stdin;
                         Request::Exec {
                             id: cid,
                             exec_id,
@@ -664,29 +765,31 @@ impl VmHost {
                     }
                     let gid = st.next_request;
                     st.next_request += 1;
-                    st.pending.insert(gid, Pending::Client(conn.clone(), id));
+                    st.pending
+                        .insert(gid, Pending::Client(conn.clone(), id, stdin));
                     gid
                 };
                 self.send(&Message::Request { id: gid, body })
                     .map_err(|e| e.to_string())
             }
             Message::Stream { stream, data } => {
-                let g = lock(&conn.streams).get(&stream).copied();
-                match g {
-                    Some(g) => self
-                        .send(&Message::Stream { stream: g, data })
-                        .map_err(|e| e.to_string()),
-                    None => Err(format!("data on unknown stream {stream}")),
-                }
+                let Some(g) = lock(&conn.streams).get(&stream).copied() else {
+                    return Err(format!("data on unknown stream {stream}"));
+                };
+                // Not an input (any more): the data is dropped.
+                let Some(window) = lock(&self.state).inputs.get(&g).map(|i| i.window.clone())
+                else {
+                    return Ok(());
+                };
+                self.send_input(g, &window, data)
+                    .map(drop)
+                    .map_err(|e| format!("stream {stream}: {e}"))
             }
             Message::StreamClose { stream } => {
-                let g = lock(&conn.streams).get(&stream).copied();
-                match g {
-                    Some(g) => self
-                        .send(&Message::StreamClose { stream: g })
-                        .map_err(|e| e.to_string()),
-                    None => Ok(()),
+                if let Some(g) = lock(&conn.streams).get(&stream).copied() {
+                    self.close_input(g);
                 }
+                Ok(())
             }
             other => Err(format!(
                 "clients may send requests and streams only, not {}",
@@ -724,6 +827,13 @@ impl VmHost {
             map.insert(local, g);
             if output {
                 st.routes.insert(g, Route::Client(conn.clone(), local));
+            } else {
+                // The client sends only once the agent has answered the Exec.
+                let input = Input {
+                    window: Arc::new(SendWindow::new(STREAM_WINDOW)),
+                    client: Some((conn.clone(), local)),
+                };
+                st.inputs.insert(g, input);
             }
             *slot = Some(g);
         }
@@ -758,6 +868,7 @@ fn message_name(m: &Message) -> &'static str {
         Message::Response { .. } => "Response",
         Message::Stream { .. } => "Stream",
         Message::StreamClose { .. } => "StreamClose",
+        Message::StreamCredit { .. } => "StreamCredit",
         Message::Event(_) => "Event",
     }
 }

@@ -12,6 +12,7 @@
 pub mod exec;
 pub mod guest;
 pub(crate) mod host;
+mod pump;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -365,7 +366,10 @@ impl VmMode {
             CREATE_TIMEOUT,
         )?;
         match r {
-            Response::Process { .. } => Ok(()),
+            Response::Process { .. } => {
+                host.open_stdin(&stdio);
+                Ok(())
+            }
             other => Err(Error::Vm(format!(
                 "CreateContainer: unexpected answer {other:?}"
             ))),
