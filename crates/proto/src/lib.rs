@@ -27,7 +27,7 @@ pub use client::{AgentInfo, Client, ClientError};
 pub use frame::{FrameError, HEADER_LEN, MAGIC, MAX_PAYLOAD, PROTOCOL_VERSION};
 pub use message::{
     Event, ExitStatus, GuestMount, Message, ProcessInfo, Request, Response, StdioStreams,
-    WireError, WireErrorCode, MAX_STREAM_CHUNK,
+    WireError, WireErrorCode, MAX_RESTORE_ENTROPY, MAX_STREAM_CHUNK, MIN_RESTORE_ENTROPY,
 };
 pub use transport::{ReadTimeout, Transport, TransportError};
 
