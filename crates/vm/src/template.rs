@@ -542,11 +542,13 @@ pub fn restore(config: &VmConfig, template: &Template, deadline: Duration) -> Re
                     .execute("cont", serde_json::Value::Null, left().min(QMP_TIMEOUT))?;
                 break;
             }
-            other => return Err(Error::Boot(format!(
+            other => {
+                return Err(Error::Boot(format!(
                 "QEMU did not load template {} within {deadline:?} (status {other:?}); console: {}",
                 template.meta.key,
                 vm.log_tail(400)
-            ))),
+            )))
+            }
         }
     }
     let t_running = t0.elapsed();
