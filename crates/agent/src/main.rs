@@ -31,6 +31,7 @@ mod out;
 mod port;
 mod power;
 mod reaper;
+mod restore;
 mod rootswitch;
 mod serve;
 mod stdio;

@@ -60,6 +60,10 @@ fn handle(agent: &Agent, req_id: u64, req: Request) -> Reply {
         Request::Pause { id } => now(agent.freeze(&id, false)),
         Request::Resume { id } => now(agent.freeze(&id, true)),
         Request::Wait { id, exec_id } => agent.wait(req_id, &id, exec_id.as_deref()),
+        Request::Restored {
+            unix_time_ns,
+            entropy,
+        } => now(crate::restore::restored(unix_time_ns, &entropy)),
     }
 }
 

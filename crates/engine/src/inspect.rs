@@ -218,6 +218,7 @@ fn vm_info(root: &std::path::Path, settings: &isola_vm::assets::AssetSettings) -
                     "AcceleratorSetting": choice.to_string(),
                     "Accelerator": decision.accel.to_string(),
                     "AcceleratorReason": decision.reason,
+                    "Templates": settings.template.unwrap_or(true),
                 }),
             )
         }

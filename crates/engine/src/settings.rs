@@ -10,6 +10,8 @@
 //!                                              # vm/build-kernel.sh ($ISOLA_KERNEL overrides both)
 //! agent = "/usr/lib/isola/isola-agent"         # the static agent; default: next to the isola binary
 //! accelerator = "auto"                         # or "kvm" / "tcg": skip the KVM probe
+//! template = true                              # start VMs from a saved template VM (default);
+//!                                              # false: boot the guest's kernel every time
 //! ```
 //! A missing file means the defaults; an unknown key or a bad value is an error naming it.
 
@@ -88,13 +90,16 @@ mod tests {
         assert_eq!(s.vm.accelerator, Some(AccelChoice::Tcg));
         let s: Settings = toml::from_str("[vm]\naccelerator = \"kvm\"\n").unwrap();
         assert_eq!(s.vm.accelerator, Some(AccelChoice::Kvm));
-        assert!(s.vm.qemu.is_none());
+        assert!(s.vm.qemu.is_none() && s.vm.template.is_none());
+        let s: Settings = toml::from_str("[vm]\ntemplate = false\n").unwrap();
+        assert_eq!(s.vm.template, Some(false));
         let d: Settings = toml::from_str("").unwrap();
         assert!(d.vm.accelerator.is_none() && d.vm.kernel.is_none());
         for bad in [
             "[vm]\naccelerator = \"fast\"\n",
             "[vm]\nkernal = \"/k\"\n",
             "[vm]\nqemu = 1\n",
+            "[vm]\ntemplate = \"yes\"\n",
         ] {
             assert!(toml::from_str::<Settings>(bad).is_err(), "{bad}");
         }

@@ -662,6 +662,10 @@ fn info_reports_the_host() {
             "{vm}"
         );
         assert!(text.contains("AcceleratorReason: "), "{text}");
+        assert!(
+            vm["Templates"].is_boolean(),
+            "whether VMs start from templates: {vm}"
+        );
     } else {
         // CI builds the kernel and the static agent and installs QEMU: VM isolation must be there.
         if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0") {

@@ -32,7 +32,8 @@ pub use flow::{SendWindow, WindowError};
 pub use frame::{FrameError, HEADER_LEN, MAGIC, MAX_PAYLOAD, PROTOCOL_VERSION};
 pub use message::{
     Event, ExitStatus, GuestMount, Message, ProcessInfo, Request, Response, StdioStreams,
-    WireError, WireErrorCode, CREDIT_BATCH, MAX_STREAM_CHUNK, STREAM_WINDOW,
+    WireError, WireErrorCode, CREDIT_BATCH, MAX_RESTORE_ENTROPY, MAX_STREAM_CHUNK,
+    MIN_RESTORE_ENTROPY, STREAM_WINDOW,
 };
 pub use transport::{ReadTimeout, Transport, TransportError};
 

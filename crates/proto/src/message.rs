@@ -6,7 +6,9 @@
 //! [`Message::Response`] carrying the same `id` (answers may come out of order). Byte streams
 //! (stdio of the container and of each exec) flow both ways as [`Message::Stream`] chunks on
 //! host-allocated stream ids, ended by [`Message::StreamClose`]. The agent reports things nobody
-//! asked for (a process exited, the agent panicked) as [`Message::Event`].
+//! asked for (a process exited, the agent panicked) as [`Message::Event`]. A VM restored from a
+//! template's snapshot sends no Hello (the template's went to whoever made the template): there
+//! the host's first message is [`Request::Restored`].
 //!
 //! Ordering guarantees the host relies on:
 //! - A process's output streams end with [`Message::StreamClose`] once its stdout/stderr (or
@@ -192,7 +194,24 @@ pub enum Request {
     /// Sync the guest's filesystems and power the VM off; answered with
     /// [`Response::ShuttingDown`] before the agent reboots the guest (which ends QEMU).
     Shutdown,
+    /// The VM was just restored from a snapshot of a template VM (whose Hello the host consumed
+    /// when the template was made): the host sends this first, instead of waiting for a Hello.
+    /// Every clone of a template starts with the same kernel random state and the template's
+    /// wall clock, so the agent mixes `entropy` into the kernel's pool, forces the kernel's
+    /// random generator to reseed, and sets the wall clock; answered with [`Response::Done`].
+    Restored {
+        /// The host's wall-clock time, in nanoseconds since the Unix epoch.
+        unix_time_ns: u64,
+        /// Fresh random bytes from the host, at least [`MIN_RESTORE_ENTROPY`] and at most
+        /// [`MAX_RESTORE_ENTROPY`].
+        entropy: Vec<u8>,
+    },
 }
+
+/// Fewest bytes of host entropy a [`Request::Restored`] carries (512 bits).
+pub const MIN_RESTORE_ENTROPY: usize = 64;
+/// Most bytes of host entropy a [`Request::Restored`] may carry.
+pub const MAX_RESTORE_ENTROPY: usize = 4096;
 
 /// A filesystem the agent mounts inside the guest (rootfs layers, volumes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,6 +475,10 @@ mod tests {
                 exec_id: Some("e1".into()),
             },
             Request::Shutdown,
+            Request::Restored {
+                unix_time_ns: 1_700_000_000_000_000_000,
+                entropy: vec![7; MIN_RESTORE_ENTROPY],
+            },
         ];
         for body in reqs {
             let m = Message::Request { id: 3, body };

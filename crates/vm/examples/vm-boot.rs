@@ -135,6 +135,8 @@ fn config(
         }],
         log: work.join("console.log"),
         kernel_args: Vec::new(),
+        memory: Default::default(),
+        incoming: None,
     }
 }
 

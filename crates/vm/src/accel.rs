@@ -302,6 +302,8 @@ fn probe(assets: &Assets, state_dir: &Path, deadline: Duration) -> (Decision, bo
         shares: Vec::new(),
         log: dir.0.join("console.log"),
         kernel_args: Vec::new(),
+        memory: Default::default(),
+        incoming: None,
     };
     let t0 = Instant::now();
     let mut vm = match Vm::spawn(&config) {

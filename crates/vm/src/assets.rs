@@ -82,6 +82,9 @@ pub struct AssetSettings {
     pub agent: Option<PathBuf>,
     /// KVM, TCG, or probe (`auto`, the default).
     pub accelerator: Option<AccelChoice>,
+    /// Start VMs by restoring a VM template (see [`crate::template`]) rather than booting the
+    /// guest's kernel each time; `None` means yes.
+    pub template: Option<bool>,
 }
 
 /// The VM pieces found by [`locate`], ready for [`crate::qemu::VmConfig`].
@@ -100,6 +103,10 @@ pub struct Assets {
     /// The agent's version when the binary states it, and the start of its sha256
     /// (`0.1.0 (sha256:0123456789abcdef)`, or `sha256:0123456789abcdef`).
     pub agent_version: String,
+    /// sha256 of the agent binary, hex (the initramfs is made from it alone).
+    pub agent_sha256: String,
+    /// sha256 of the guest kernel, hex.
+    pub kernel_sha256: String,
 }
 
 /// QEMU as found by [`find_qemu`].
@@ -172,6 +179,14 @@ fn locate_in(settings: &AssetSettings, state_dir: &Path, env: &Env) -> Result<As
     let qemu = find_qemu_memo(settings, &mut memo)?;
     let kernel = find_kernel_memo(settings, env, &mut memo)?;
     let agent = find_agent_memo(settings, env, &mut memo)?;
+    let kernel_sha256 = memo
+        .get_or("kernel-sha256", &kernel.path, |p| {
+            let data = fs::read(p).map_err(|e| Error::io("read", p, e))?;
+            Ok(hex::encode(Sha256::digest(&data)).into())
+        })?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     memo.save(state_dir);
     let initramfs = initramfs(&agent, state_dir)?;
     Ok(Assets {
@@ -181,6 +196,8 @@ fn locate_in(settings: &AssetSettings, state_dir: &Path, env: &Env) -> Result<As
         kernel_version: kernel.version,
         initramfs,
         agent_version: agent.describe(),
+        agent_sha256: agent.sha256,
+        kernel_sha256,
     })
 }
 

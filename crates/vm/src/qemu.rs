@@ -7,12 +7,21 @@
 //! directory. The guest is told the host's TSC frequency (`tsc_early_khz`): without it about one
 //! TCG boot in five hangs calibrating the TSC against the PIT.
 //!
+//! Guest RAM is QEMU's anonymous memory, or a file ([`GuestMemory::File`]): a template VM's RAM
+//! lives in a file mapped shared, and its clones map the same file private (copy-on-write), so
+//! pages no clone has written stay shared in the page cache (see [`crate::template`]). A clone
+//! starts from the template's saved device state (`-incoming defer`, [`VmConfig::incoming`])
+//! instead of booting the kernel. Both files reach QEMU as inherited descriptors opened here
+//! without following symlinks; QEMU names the RAM file `/proc/self/fd/N`.
+//!
 //! Lifetime: QEMU gets `PR_SET_PDEATHSIG(SIGKILL)`, so it dies with the thread that spawned it
 //! (spawn it from a thread that lives as long as the VM should, normally the main thread); it runs
 //! with `-no-reboot`, and the guest with `reboot=t`, so a guest reboot (the agent's power-off)
 //! ends QEMU. [`Vm::quit`] asks QEMU over QMP to quit and kills it when it does not.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +29,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::qmp::Qmp;
 
 /// Longest process name Linux keeps (`comm`, 16 bytes with the NUL).
 pub const MAX_NAME: usize = 15;
@@ -28,6 +38,10 @@ pub const MAX_NAME: usize = 15;
 const AGENT_FD: i32 = 3;
 /// QEMU's descriptor for its end of the QMP channel.
 const QMP_FD: i32 = 4;
+/// QEMU's descriptor for the guest RAM file ([`GuestMemory::File`]).
+const MEMORY_FD: i32 = 5;
+/// QEMU's descriptor for the saved device state it starts from ([`VmConfig::incoming`]).
+pub const INCOMING_FD: i32 = 6;
 
 /// Most directories one VM can share: microvm has 8 virtio-mmio slots and the agent's
 /// virtio-serial device takes one.
@@ -63,6 +77,23 @@ pub struct Share {
     pub readonly: bool,
 }
 
+/// Where the guest's RAM lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GuestMemory {
+    /// QEMU's own anonymous memory.
+    #[default]
+    Anonymous,
+    /// A regular file of exactly the guest's size (a template's RAM).
+    File {
+        /// The file; it is opened without following symlinks.
+        path: PathBuf,
+        /// Map it shared: the guest's writes land in the file (the template VM). Otherwise
+        /// private copy-on-write: the guest sees the file's contents, and its writes stay in
+        /// this QEMU (the clones).
+        shared: bool,
+    },
+}
+
 /// Everything needed to start one VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -86,6 +117,12 @@ pub struct VmConfig {
     pub log: PathBuf,
     /// Extra guest kernel parameters.
     pub kernel_args: Vec<String>,
+    /// Where guest RAM lives.
+    pub memory: GuestMemory,
+    /// Start from this saved device state (a template's, see [`crate::template`]) instead of
+    /// booting the kernel: QEMU waits (`-incoming defer`) until told over QMP to load it from
+    /// descriptor [`INCOMING_FD`]. Needs [`GuestMemory::File`] holding the saved RAM.
+    pub incoming: Option<PathBuf>,
 }
 
 /// The host TSC frequency in kHz, from `/proc/cpuinfo` (`cpu MHz` of the first CPU); the
@@ -154,6 +191,11 @@ impl VmConfig {
                 return Err(Error::Invalid(format!("9p tag {:?} is not valid", s.tag)));
             }
         }
+        if self.incoming.is_some() && !matches!(self.memory, GuestMemory::File { .. }) {
+            return Err(Error::Invalid(
+                "a VM restored from saved state needs its RAM from the saved RAM file".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -177,9 +219,19 @@ impl VmConfig {
     /// The QEMU command (not started).
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.qemu);
+        let mut machine = "microvm,acpi=off,pic=on,pit=on,rtc=on".to_owned();
+        if let GuestMemory::File { shared, .. } = &self.memory {
+            machine.push_str(",memory-backend=ram");
+            c.arg("-object").arg(format!(
+                "memory-backend-file,id=ram,size={}M,mem-path=/proc/self/fd/{MEMORY_FD},share={}",
+                self.memory_mib,
+                if *shared { "on" } else { "off" }
+            ));
+        }
         c.arg("-name")
             .arg(format!("{0},process={0}", self.name))
-            .args(["-M", "microvm,acpi=off,pic=on,pit=on,rtc=on"]);
+            .arg("-M")
+            .arg(machine);
         match self.accel {
             Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
             Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
@@ -189,14 +241,17 @@ impl VmConfig {
             .arg("-smp")
             .arg(self.vcpus.to_string())
             .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-            .args(["-serial", "stdio"])
-            .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.initramfs)
-            .arg("-append")
-            .arg(self.append())
-            .args(["-device", "virtio-serial-device"])
+            .args(["-serial", "stdio"]);
+        if self.incoming.is_none() {
+            // A restored guest runs the kernel already in its RAM.
+            c.arg("-kernel")
+                .arg(&self.kernel)
+                .arg("-initrd")
+                .arg(&self.initramfs)
+                .arg("-append")
+                .arg(self.append());
+        }
+        c.args(["-device", "virtio-serial-device"])
             .arg("-chardev")
             .arg(format!("socket,id=agent,fd={AGENT_FD}"))
             .arg("-device")
@@ -216,12 +271,43 @@ impl VmConfig {
         c.arg("-chardev")
             .arg(format!("socket,id=qmp,fd={QMP_FD}"))
             .args(["-mon", "chardev=qmp,mode=control"]);
+        if self.incoming.is_some() {
+            c.args(["-incoming", "defer"]);
+        }
         c.args([
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
         ]);
         c
     }
+}
+
+/// Opens `path` for QEMU: no symlink is followed at the last component, and it must be a regular
+/// file of `size` bytes (when given).
+fn open_for_qemu(path: &Path, write: bool, size: Option<u64>) -> Result<OwnedFd> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    if let Some(want) = size {
+        if meta.len() != want {
+            return Err(Error::Invalid(format!(
+                "{} holds {} bytes, the guest's RAM is {want}",
+                path.display(),
+                meta.len()
+            )));
+        }
+    }
+    Ok(OwnedFd::from(f))
 }
 
 /// A running QEMU.
@@ -235,7 +321,7 @@ pub struct Vm {
     /// isola's end of the agent channel, until [`Vm::agent`] takes it.
     agent: Option<UnixStream>,
     /// isola's end of QMP.
-    qmp: UnixStream,
+    qmp: Qmp,
     log: PathBuf,
     status: Option<ExitStatus>,
     /// Reaped elsewhere: the PID is not ours any more.
@@ -257,7 +343,6 @@ impl Vm {
         // The guest console and QEMU's messages reach the log through a pipe copied with a cap:
         // a guest printing forever cannot fill the host's disk.
         let log = {
-            use std::os::unix::fs::OpenOptionsExt;
             let _ = std::fs::remove_file(&config.log);
             std::fs::OpenOptions::new()
                 .write(true)
@@ -276,10 +361,22 @@ impl Vm {
             |what: &'static str| UnixStream::pair().map_err(|e| Error::io("create", what, e));
         let (agent, agent_qemu) = pair("agent socket pair")?;
         let (qmp, qmp_qemu) = pair("QMP socket pair")?;
-        let fds = [
-            (std::os::fd::AsRawFd::as_raw_fd(&agent_qemu), AGENT_FD),
-            (std::os::fd::AsRawFd::as_raw_fd(&qmp_qemu), QMP_FD),
+        let memory = match &config.memory {
+            GuestMemory::Anonymous => None,
+            GuestMemory::File { path, shared } => {
+                Some(open_for_qemu(path, *shared, Some(config.memory_mib << 20))?)
+            }
+        };
+        let incoming = match &config.incoming {
+            Some(path) => Some(open_for_qemu(path, false, None)?),
+            None => None,
+        };
+        let mut fds = vec![
+            (agent_qemu.as_raw_fd(), AGENT_FD),
+            (qmp_qemu.as_raw_fd(), QMP_FD),
         ];
+        fds.extend(memory.as_ref().map(|f| (f.as_raw_fd(), MEMORY_FD)));
+        fds.extend(incoming.as_ref().map(|f| (f.as_raw_fd(), INCOMING_FD)));
         let mut cmd = config.command();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log_w))
@@ -295,8 +392,9 @@ impl Vm {
                 if libc::getppid() == 1 {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
-                // Move QEMU's ends out of the way first, then onto 3 and 4 (dup2 clears CLOEXEC).
-                let mut high = [0; 2];
+                // Move QEMU's descriptors out of the way first, then onto their numbers (dup2
+                // clears CLOEXEC).
+                let mut high = [0; 4];
                 for (i, (src, _)) in fds.iter().enumerate() {
                     let fd = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 100);
                     if fd < 0 {
@@ -315,7 +413,7 @@ impl Vm {
         let child = cmd
             .spawn()
             .map_err(|e| Error::io("start", &config.qemu, e))?;
-        drop((agent_qemu, qmp_qemu));
+        drop((agent_qemu, qmp_qemu, memory, incoming));
         // Dropping `cmd` closes the pipe's write ends here: the copier sees EOF when QEMU exits.
         drop(cmd);
         let copier = std::thread::Builder::new()
@@ -330,7 +428,7 @@ impl Vm {
             copier,
             pidfd,
             agent: Some(agent),
-            qmp,
+            qmp: Qmp::new(qmp)?,
             log: config.log.clone(),
             status: None,
             gone: false,
@@ -432,12 +530,20 @@ impl Vm {
         if self.ended() {
             return self.status;
         }
-        if qmp_execute(&self.qmp, "quit", Duration::from_millis(500)).is_ok()
+        if self
+            .qmp
+            .execute("quit", serde_json::Value::Null, Duration::from_millis(500))
+            .is_ok()
             && self.wait_ended(grace)
         {
             return self.status;
         }
         self.kill()
+    }
+
+    /// QEMU's monitor.
+    pub fn qmp(&mut self) -> &mut Qmp {
+        &mut self.qmp
     }
 
     /// The last `max` bytes of the console log, as text (for error messages). Once QEMU has
@@ -542,40 +648,6 @@ fn copy_capped(from: std::os::fd::OwnedFd, mut to: std::fs::File, cap: u64) {
     }
 }
 
-/// Runs one QMP command (`{"execute": cmd}`) on QEMU's QMP channel `stream` (negotiating
-/// capabilities first when the greeting is still unread) and returns its `return`.
-///
-/// # Errors
-/// [`Error::Io`] when the channel fails or times out, [`Error::Boot`] when QEMU answers with an
-/// error.
-pub fn qmp_execute(stream: &UnixStream, cmd: &str, timeout: Duration) -> Result<serde_json::Value> {
-    let io = |e| Error::io("talk QMP to", "QEMU", e);
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    let mut w = stream.try_clone().map_err(io)?;
-    let mut r = BufReader::new(stream.try_clone().map_err(io)?);
-    let mut line = String::new();
-    let mut answer = |w: &mut UnixStream, text: &str| -> Result<serde_json::Value> {
-        w.write_all(text.as_bytes()).map_err(io)?;
-        loop {
-            line.clear();
-            if r.read_line(&mut line).map_err(io)? == 0 {
-                return Ok(serde_json::Value::Null);
-            }
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(ret) = v.get("return") {
-                return Ok(ret.clone());
-            }
-            if let Some(err) = v.get("error") {
-                return Err(Error::Boot(format!("QMP {cmd}: {err}")));
-            }
-            // The greeting ({"QMP": ...}) and events ({"event": ...}) are skipped.
-        }
-    };
-    answer(&mut w, "{\"execute\":\"qmp_capabilities\"}\n")?;
-    answer(&mut w, &format!("{{\"execute\":\"{cmd}\"}}\n"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,6 +668,8 @@ mod tests {
             }],
             log: "/run/isola/x/console.log".into(),
             kernel_args: vec![],
+            memory: Default::default(),
+            incoming: None,
         }
     }
 
@@ -618,6 +692,62 @@ mod tests {
         assert!(joined.contains("socket,id=agent,fd=3"));
         assert!(joined.contains("socket,id=qmp,fd=4"));
         assert!(c.append().contains("reboot=t"));
+    }
+
+    #[test]
+    fn template_and_clone_command_lines() {
+        let args = |c: &VmConfig| -> String {
+            c.command()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let plain = args(&config());
+        assert!(!plain.contains("memory-backend") && !plain.contains("-incoming"));
+        let mut t = config();
+        t.memory = GuestMemory::File {
+            path: "/store/t/memory".into(),
+            shared: true,
+        };
+        let a = args(&t);
+        assert!(
+            a.contains("memory-backend-file,id=ram,size=256M,mem-path=/proc/self/fd/5,share=on")
+        );
+        assert!(a.contains("microvm,acpi=off,pic=on,pit=on,rtc=on,memory-backend=ram"));
+        assert!(a.contains("-kernel /k/vmlinux"));
+        let mut c = t.clone();
+        c.memory = GuestMemory::File {
+            path: "/store/t/memory".into(),
+            shared: false,
+        };
+        c.incoming = Some("/store/t/state".into());
+        c.validate().unwrap();
+        let a = args(&c);
+        assert!(
+            a.contains("share=off"),
+            "clones must map the template's RAM private"
+        );
+        assert!(a.contains("-incoming defer"));
+        assert!(!a.contains("-kernel") && !a.contains("-initrd") && !a.contains("-append"));
+        assert!(a.contains("-sandbox on,"), "{a}");
+        let mut bad = config();
+        bad.incoming = Some("/store/t/state".into());
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn memory_files_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("memory");
+        std::fs::write(&f, vec![0u8; 4096]).unwrap();
+        open_for_qemu(&f, false, Some(4096)).unwrap();
+        let e = open_for_qemu(&f, false, Some(8192)).unwrap_err();
+        assert!(e.to_string().contains("holds 4096 bytes"), "{e}");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(open_for_qemu(&link, false, None).is_err());
+        assert!(open_for_qemu(d.path(), false, None).is_err());
     }
 
     #[test]

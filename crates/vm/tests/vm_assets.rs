@@ -76,6 +76,8 @@ fn boot(
         shares: Vec::new(),
         log: dir.join("console.log"),
         kernel_args: Vec::new(),
+        memory: Default::default(),
+        incoming: None,
     };
     let until = Instant::now() + deadline;
     let mut vm = Vm::spawn(&config).map_err(|e| e.to_string())?;

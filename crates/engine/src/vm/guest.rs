@@ -17,6 +17,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Version of the VMs' fixed device layout ([`fixed_layout`]): part of every VM template's key,
+/// so a change of layout makes new templates.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// The 9p tags of a VM started from a template, in device order: the root filesystem, the
+/// engine's shared directory, then one per volume directory ([`MAX_SHARES`] in all).
+pub const LAYOUT_TAGS: [&str; MAX_SHARES] = ["rootfs", "shared", "v0", "v1", "v2", "v3", "v4"];
+
 /// Guest memory added to the container's `--memory` limit, in MiB: the guest kernel, the agent,
 /// the runtime and page cache for the 9p root.
 pub const GUEST_OVERHEAD_MIB: u64 = 96;
@@ -301,6 +309,37 @@ pub fn release(bundle: &Path) {
     }
 }
 
+/// The container's shares padded to the fixed device layout [`LAYOUT_TAGS`]: every VM started
+/// from a template has the same devices as the template, so tags the container does not use
+/// share `empty` (an empty directory) read-only; the agent never mounts them.
+///
+/// # Errors
+/// [`Error::Vm`] when `shares` are not a prefix of the layout (a tag out of place).
+pub fn fixed_layout(shares: &[Share], empty: &Path) -> Result<Vec<Share>> {
+    for (s, tag) in shares.iter().zip(LAYOUT_TAGS) {
+        if s.tag != tag {
+            return Err(Error::Vm(format!(
+                "9p tag {:?} where the fixed device layout has {tag:?}",
+                s.tag
+            )));
+        }
+    }
+    if shares.len() > LAYOUT_TAGS.len() {
+        return Err(Error::Vm(format!(
+            "{} shares: the fixed device layout has {}",
+            shares.len(),
+            LAYOUT_TAGS.len()
+        )));
+    }
+    let mut all = shares.to_vec();
+    all.extend(LAYOUT_TAGS[shares.len()..].iter().map(|tag| Share {
+        tag: (*tag).to_owned(),
+        path: empty.to_path_buf(),
+        readonly: true,
+    }));
+    Ok(all)
+}
+
 /// The guest's RAM in MiB: the container's memory limit plus [`GUEST_OVERHEAD_MIB`], or
 /// [`DEFAULT_MEMORY_MIB`] without a limit.
 pub fn memory_mib(spec: &Value) -> u64 {
@@ -374,6 +413,28 @@ mod tests {
         assert!(p.mounts[2].options.contains(&"ro".to_owned()));
         assert_eq!(memory_mib(&p.spec), 64 + GUEST_OVERHEAD_MIB);
         assert!(vcpus(&p.spec) >= 1);
+    }
+
+    #[test]
+    fn shares_fill_the_fixed_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = tmp.path().join("c1");
+        std::fs::create_dir_all(&bundle).unwrap();
+        let vol = tmp.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let spec = json!({"root": {"path": "x"}, "mounts": [
+            {"destination": "/d", "type": "bind", "source": vol, "options": ["rbind"]}
+        ]});
+        let p = prepare(&bundle, &bundle, spec).unwrap();
+        let empty = Path::new("/var/lib/isola/vm/empty");
+        let all = fixed_layout(&p.shares, empty).unwrap();
+        let tags: Vec<&str> = all.iter().map(|s| s.tag.as_str()).collect();
+        assert_eq!(tags, LAYOUT_TAGS);
+        assert_eq!(all[..3], p.shares[..]);
+        assert!(all[3..].iter().all(|s| s.path == empty && s.readonly));
+        let mut odd = p.shares.clone();
+        odd.swap(0, 1);
+        assert!(fixed_layout(&odd, empty).is_err());
     }
 
     #[test]

@@ -858,6 +858,7 @@ pub(crate) fn request_name(r: &Request) -> &'static str {
         Request::Resume { .. } => "Resume",
         Request::Wait { .. } => "Wait",
         Request::Shutdown => "Shutdown",
+        Request::Restored { .. } => "Restored",
     }
 }
 

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod guest;
 pub(crate) mod host;
 mod pump;
+pub mod start;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use isola_proto::{Client, Request, Response};
 use isola_runtime::oci::Process;
-use isola_vm::qemu::{Vm, VmConfig};
+use isola_vm::qemu::VmConfig;
 use nix::sys::wait::WaitStatus;
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +33,6 @@ use crate::isolation::{Console, IsolationMode, Outcome, Table};
 use crate::paths::Roots;
 use host::VmHost;
 
-/// Longest a VM may take from QEMU's start to the agent's Hello (TCG on a busy host included).
-const BOOT_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest the agent may take to create the container.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest any other request may take.
@@ -72,7 +71,9 @@ pub struct VmInfo {
     pub guest_boot_epoch_ms: u64,
 }
 
-/// The boot broken down, in milliseconds.
+/// The boot broken down, in milliseconds. A VM restored from a template has a `Restore`; its
+/// `VmMs` ends when QEMU was told to load the template, `KernelMs` is 0 and `AgentMs` counts
+/// from the guest running again to the agent's answer to `Restored`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Boot {
@@ -82,6 +83,13 @@ pub struct Boot {
     pub kernel_ms: u64,
     /// Agent start until its Hello.
     pub agent_ms: u64,
+    /// Set when the VM was restored from a VM template: which, and the time it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<start::Restore>,
+    /// Why the VM booted its kernel although templates are on (the template could not be made
+    /// or restored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_error: Option<String>,
     /// Hello until the container's process was created.
     pub create_ms: u64,
     /// Creation until the container's program was started.
@@ -249,27 +257,14 @@ impl VmMode {
             shares: prepared.shares,
             log: bundle.join("vm-console.log"),
             kernel_args: Vec::new(),
+            memory: Default::default(),
+            incoming: None,
         };
         let _ = std::fs::remove_file(&config.log);
         let t0 = Instant::now();
-        let mut vm = Vm::spawn(&config)?;
-        let deadline = t0 + BOOT_DEADLINE;
-        let channel = vm.agent()?;
-        let hello = {
-            let reader = channel
-                .try_clone()
-                .map_err(|e| Error::io("configure", "agent channel", e))?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            Client::new(reader)
-                .wait_hello(left.max(Duration::from_millis(1)))
-                .map_err(|e| {
-                    Error::Vm(format!(
-                        "the guest did not reach its agent within {BOOT_DEADLINE:?}: {e}; console: {}",
-                        vm.log_tail(400)
-                    ))
-                })?
-        };
-        let t_hello = t0.elapsed();
+        let started = start::start(id, &settings.vm, &assets, &state_dir, &config)?;
+        let t_ready = t0.elapsed();
+        let (vm, channel) = (started.vm, started.channel);
         let pid = vm.pid();
         let host = VmHost::start(id, vm, channel)?;
         // From here on, a failure must end the VM.
@@ -292,8 +287,6 @@ impl VmMode {
             }
         };
         host.serve_control(listener)?;
-        let hello_ms = t_hello.as_millis() as u64;
-        let guest_ms = hello.hello_ms;
         let info = VmInfo {
             pid,
             pid_start: isola_runtime::state::pid_start_time(pid).unwrap_or(0),
@@ -303,16 +296,18 @@ impl VmMode {
             memory_mib: config.memory_mib,
             kernel: assets.kernel,
             boot: Boot {
-                vmm_ms: hello_ms.saturating_sub(guest_ms),
-                kernel_ms: hello.init_ms,
-                agent_ms: guest_ms.saturating_sub(hello.init_ms),
-                create_ms: (created - t_hello).as_millis() as u64,
+                vmm_ms: started.vmm_ms,
+                kernel_ms: started.kernel_ms,
+                agent_ms: started.agent_ms,
+                restore: started.restore,
+                template_error: started.template_error,
+                create_ms: (created - t_ready).as_millis() as u64,
                 start_ms: 0,
                 total_ms: 0,
             },
             guest_boot_epoch_ms: now_epoch_ms()
-                .saturating_sub(t0.elapsed().as_millis() as u64)
-                .saturating_add(hello_ms.saturating_sub(guest_ms)),
+                .saturating_sub((created - t_ready).as_millis() as u64)
+                .saturating_sub(started.guest_uptime_ms),
         };
         write_info(&self.roots, id, &info);
         *self.created.lock().unwrap_or_else(|p| p.into_inner()) = Some((t0, info));
@@ -401,8 +396,9 @@ impl IsolationMode for VmMode {
         if let Some((t0, mut info)) = self.created.lock().ok().and_then(|c| c.clone()) {
             let total = t0.elapsed().as_millis() as u64;
             let b = &info.boot;
+            let restore = b.restore.as_ref().map_or(0, |r| r.make_ms + r.load_ms);
             info.boot.start_ms =
-                total.saturating_sub(b.vmm_ms + b.kernel_ms + b.agent_ms + b.create_ms);
+                total.saturating_sub(b.vmm_ms + b.kernel_ms + b.agent_ms + restore + b.create_ms);
             info.boot.total_ms = total;
             write_info(&self.roots, id, &info);
         }

@@ -17,6 +17,8 @@ fn assets(dir: &Path, qemu_script: &str) -> Assets {
         kernel_version: "6.1.0-test".into(),
         initramfs: dir.join("initramfs"),
         agent_version: "sha256:0".into(),
+        agent_sha256: "0".repeat(64),
+        kernel_sha256: "1".repeat(64),
     }
 }
 

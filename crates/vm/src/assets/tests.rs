@@ -46,6 +46,7 @@ fn settings(dir: &Path) -> AssetSettings {
         kernel: Some(fake_kernel(dir)),
         agent: Some(fake_agent(dir, "agent", Some("1.2.3"))),
         accelerator: None,
+        template: None,
     }
 }
 
@@ -78,6 +79,12 @@ fn locate_builds_the_initramfs_once() {
     );
     assert_eq!(a.qemu_version, "9.9.9 (test build)");
     assert_eq!(a.kernel_version, "6.1.0-test");
+    assert_eq!(a.agent_sha256.len(), 64);
+    assert!(a.agent_version.contains(&a.agent_sha256[..16]));
+    assert_eq!(
+        a.kernel_sha256,
+        hex::encode(Sha256::digest(fs::read(&a.kernel).unwrap()))
+    );
     assert!(
         a.agent_version.starts_with("1.2.3 (sha256:"),
         "{}",
