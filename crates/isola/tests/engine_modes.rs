@@ -1,7 +1,7 @@
 //! The same user-visible behaviour in both isolation modes: each test body runs once with
 //! `--isolation=process` and once with `--isolation=vm` (exit statuses, output streams, stdin,
 //! env/user/workdir, exec, top, wait, kill, stop timeout, logs, the writable layer across
-//! stop/start, volumes, the OOM killer). Then the VM-only checks: the seed scenario with no
+//! stop/start, volumes, the OOM killer, large and slowly read stdin with nothing lost). Then the VM-only checks: the seed scenario with no
 //! container process on the host and one QEMU named `isola-vm-<ID>`, the guest's size from
 //! `--memory`/`--cpus`, a killed VMM, `rm -f`, and flags that cannot apply to a VM.
 //!
@@ -65,6 +65,9 @@ both_modes!(
     exit_statuses_and_streams,
     env_user_workdir,
     stdin_is_piped,
+    large_stdin_reaches_run,
+    large_stdin_reaches_exec,
+    slowly_read_stdin_loses_nothing,
     exec_top_wait_kill,
     stop_timeout_and_logs,
     writable_layer_survives_stop_start,
@@ -161,6 +164,138 @@ fn stdin_is_piped(isola: &Isola, mode: &str) {
     // Without -i the container reads nothing.
     let out = isola.run_timed_stdin(&["run", "--rm", &iso, "busybox", "cat"], b"ignored\n");
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+}
+
+/// `len` bytes that do not compress (xorshift), different for each `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The host's `md5sum` of `data`, the hex digest.
+fn host_md5(isola: &Isola, data: &[u8]) -> String {
+    let p = isola.scratch().join("md5-input");
+    std::fs::write(&p, data).unwrap();
+    let out = Command::new("md5sum").arg(&p).output().unwrap();
+    std::fs::remove_file(&p).unwrap();
+    stdout(&out).split_whitespace().next().unwrap().to_owned()
+}
+
+/// Asserts that `out` is a successful `md5sum` of `want` (the container's view of its stdin).
+fn assert_md5(out: &Output, want: &str, took: Duration, len: usize) {
+    assert_eq!(
+        (out.status.code(), stdout(out).split_whitespace().next()),
+        (Some(0), Some(want)),
+        "{}",
+        describe(out)
+    );
+    let mb = len as f64 / 1e6;
+    eprintln!(
+        "{mb:.0} MB of stdin in {took:.1?} ({:.1} MB/s end to end)",
+        mb / took.as_secs_f64()
+    );
+}
+
+/// Large stdin: far more than the guest agent may queue (16 MiB) and than one flow-control
+/// window; a command that hangs or loses a byte fails.
+const LARGE_STDIN: usize = 64 << 20;
+/// Longest one command with [`LARGE_STDIN`] may take (TCG on a busy 2-core host).
+const LARGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn large_stdin_reaches_run(isola: &Isola, mode: &str) {
+    let iso = format!("--isolation={mode}");
+    let input = noise(LARGE_STDIN, 1);
+    let want = host_md5(isola, &input);
+    let t = Instant::now();
+    let out = isola.run_stdin_within(
+        &["run", "-i", "--rm", &iso, "busybox", "md5sum"],
+        &input,
+        LARGE_TIMEOUT,
+    );
+    assert_md5(&out, &want, t.elapsed(), input.len());
+    // A container that stops reading early ends at once: the input still pending is dropped.
+    let out = isola.run_stdin_within(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            &iso,
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 1000 | wc -c",
+        ],
+        &input,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        (out.status.code(), stdout(&out).trim()),
+        (Some(0), "1000"),
+        "{}",
+        describe(&out)
+    );
+    isola.assert_clean();
+}
+
+fn large_stdin_reaches_exec(isola: &Isola, mode: &str) {
+    run_d(isola, mode, &["--name", "sink", "busybox", "sleep", "1000"]);
+    let input = noise(LARGE_STDIN, 2);
+    let want = host_md5(isola, &input);
+    let t = Instant::now();
+    let out = isola.run_stdin_within(&["exec", "-i", "sink", "md5sum"], &input, LARGE_TIMEOUT);
+    assert_md5(&out, &want, t.elapsed(), input.len());
+    // An exec that reads a little and exits: `exec` returns, the container lives on.
+    let out = isola.run_stdin_within(
+        &["exec", "-i", "sink", "head", "-c", "3"],
+        &input,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(0), &input[..3]),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        isola.ok_timed(&["exec", "sink", "echo", "alive"]),
+        "alive
+"
+    );
+    isola.ok_timed(&["rm", "-f", "sink"]);
+    isola.assert_clean();
+}
+
+fn slowly_read_stdin_loses_nothing(isola: &Isola, mode: &str) {
+    let iso = format!("--isolation={mode}");
+    // While the container sleeps, the input waits on the host (in VM mode more than the agent
+    // may queue would otherwise be sent by then).
+    let input = noise(40 << 20, 3);
+    let want = host_md5(isola, &input);
+    let t = Instant::now();
+    let out = isola.run_stdin_within(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            &iso,
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 8; md5sum",
+        ],
+        &input,
+        LARGE_TIMEOUT,
+    );
+    assert_md5(&out, &want, t.elapsed(), input.len());
+    isola.assert_clean();
 }
 
 fn exec_top_wait_kill(isola: &Isola, mode: &str) {
