@@ -4,7 +4,10 @@
 //! cgroup v2, opens the virtio-serial port named [`isola_proto::AGENT_PORT_NAME`], greets the
 //! host and serves its requests: it mounts the shares the host names, writes the container's
 //! bundle and runs it with the runtime library (`isola-runtime`, the same code process isolation
-//! runs on the host), forwards the stdio streams, reaps every zombie and reports exits. It powers
+//! runs on the host), forwards the stdio streams, reaps every zombie and reports exits. A guest
+//! saved as a VM template is restored right after its greeting, in every clone: the host's
+//! `Restored` then makes the agent reseed the kernel's random generator and set the clock
+//! ([`restore`]). It powers
 //! the VM off on `Shutdown`, when the host closes the channel, 30 s after the last container's
 //! init exited, or when anything fails. A panic in any thread is reported over the channel as
 //! `Event::AgentPanic` and ends the VM the same way: PID 1 must never die by accident (the

@@ -1,8 +1,9 @@
 //! VM templates (`<root>/vm/templates`): VM-isolated containers start from a saved template VM,
 //! and that must not show. Clones get their own randomness and the host's clock; the template is
 //! keyed by what it was made from (a changed agent makes a new one); when a template cannot be
-//! made the VM boots its kernel instead, with a warning; `[vm] template = false` turns them off;
-//! and a killed clone leaves nothing behind, the template included.
+//! made or restored the VM boots its kernel instead, with a warning (and a template that failed to
+//! restore is made anew by the next VM); `[vm] template = false` turns them off; and a killed clone
+//! leaves nothing behind, the template included.
 //!
 //! They need root, QEMU and the guest kernel (like the VM tests of engine_modes.rs); each makes
 //! one template (a cold boot and a save) in its private store, then restores it.
@@ -176,6 +177,32 @@ fn a_template_that_cannot_be_made_means_a_cold_boot_with_a_warning() {
     assert!(
         log.contains("WARN") && log.contains("VM template not used"),
         "the monitor warns: {log}"
+    );
+}
+
+#[test]
+fn a_template_that_cannot_be_restored_is_replaced() {
+    let Some(isola) = engine() else { return };
+    let (_, first) = boot_of(&isola, &[]);
+    let key = first["Restore"]["Template"].as_str().unwrap().to_owned();
+    // Damage the saved device state: QEMU refuses to load it.
+    let state = isola.root.join("vm/templates").join(&key).join("state");
+    let data = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &data[..data.len() / 2]).unwrap();
+    let (_, second) = boot_of(&isola, &[]);
+    assert!(second.get("Restore").is_none(), "{second}");
+    assert!(
+        second["KernelMs"].as_u64().unwrap() > 0,
+        "a cold boot: {second}"
+    );
+    let why = second["TemplateError"].as_str().unwrap_or_default();
+    assert!(why.contains(&key), "{second}");
+    assert_eq!(templates(&isola), Vec::<PathBuf>::new(), "discarded");
+    let (_, third) = boot_of(&isola, &[]);
+    assert_eq!(third["Restore"]["Template"], key.as_str(), "{third}");
+    assert!(
+        third["Restore"]["MakeMs"].as_u64().unwrap() > 0,
+        "made anew: {third}"
     );
 }
 

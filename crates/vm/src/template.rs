@@ -225,22 +225,31 @@ impl Store {
     /// a lock, so concurrent callers make it once: the others wait at most `lock_wait` for the
     /// maker. Returns the template and whether this call made it.
     ///
+    /// A template directory that [`Store::find`] refuses (damaged, a symlink, ...) is replaced.
+    ///
     /// # Errors
-    /// [`Error::Boot`] when the lock is not had within `lock_wait`; `make`'s errors; those of
-    /// [`Store::find`]; [`Error::Io`] when the store cannot be written.
+    /// [`Error::Boot`] when the lock is not had within `lock_wait`; `make`'s errors;
+    /// [`Error::Invalid`] when the store is a symlink or not this user's; [`Error::Io`] when the
+    /// store cannot be written.
     pub fn get_or_make(
         &self,
         key: &str,
         lock_wait: Duration,
         make: impl FnOnce(&Path) -> Result<Meta>,
     ) -> Result<(Template, bool)> {
-        if let Some(t) = self.find(key)? {
+        if let Ok(Some(t)) = self.find(key) {
             return Ok((t, false));
         }
         self.create()?;
         let _lock = self.lock(key, lock_wait)?;
-        if let Some(t) = self.find(key)? {
-            return Ok((t, false));
+        match self.find(key) {
+            Ok(Some(t)) => return Ok((t, false)),
+            Ok(None) => {}
+            Err(e) => {
+                // Templates are published whole: this one is damaged, or not isola's.
+                tracing::warn!(key, "replacing a template that cannot be used: {e}");
+                self.discard(key);
+            }
         }
         self.remove_leftovers(key);
         let tmp = self

@@ -237,3 +237,25 @@ fn restore_refuses_a_config_that_does_not_fit() {
     let e = restore(&config(), &t, WAIT).unwrap_err().to_string();
     assert!(e.contains("does not fit template"), "{e}");
 }
+
+#[test]
+fn a_damaged_template_is_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path().join("templates"));
+    store.get_or_make(K, WAIT, fake_make).unwrap();
+    fs::write(store.dir().join(K).join(META_FILE), b"{not json").unwrap();
+    assert!(store.find(K).is_err());
+    let (t, made) = store.get_or_make(K, WAIT, fake_make).unwrap();
+    assert!(made);
+    assert_eq!(t.meta.key, K);
+    // A symlink in its place is removed, not followed.
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::write(elsewhere.join("keep"), b"x").unwrap();
+    fs::remove_dir_all(store.dir().join(K)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, store.dir().join(K)).unwrap();
+    let (_, made) = store.get_or_make(K, WAIT, fake_make).unwrap();
+    assert!(made);
+    assert!(elsewhere.join("keep").exists());
+    assert!(fs::symlink_metadata(store.dir().join(K)).unwrap().is_dir());
+}
