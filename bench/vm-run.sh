@@ -10,10 +10,11 @@
 #    of Debian's stock kernel with a busybox initramfs to its init on `-M microvm` (the naive
 #    baseline, booted by crates/vm/examples/vm-boot.rs). Wall time of each, to the command's exit.
 # 2. IDLE (default 5) containers `isola run -d --isolation=vm busybox sleep 1000`: the boot
-#    breakdown `isola inspect` records (VM.Boot: VMM start, guest kernel, agent, create, start),
-#    medians over the IDLE containers; then, 5 s after the last started, RSS and PSS
-#    (/proc/PID/smaps_rollup) of each QEMU and of each monitor, while all IDLE run at once (PSS
-#    splits shared pages among them).
+#    breakdown `isola inspect` records (VM.Boot: VMM start, guest kernel, agent, template load,
+#    create, start; a VM restored from a template has no kernel boot, and its agent time is the
+#    answer to `Restored`), medians over the IDLE containers; then, 5 s after the last started,
+#    RSS and PSS (/proc/PID/smaps_rollup) of each QEMU and of each monitor, while all IDLE run at
+#    once (PSS splits shared pages among them).
 #
 # The accelerator is what isola decides on this host (`isola info`); on our hosts TCG.
 # Needs root. Prints the results and writes its section of bench/RESULTS.md unless --no-write.
@@ -23,7 +24,7 @@ here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 repo=$(dirname "$here")
 log() { printf 'vm-run: %s\n' "$*" >&2; }
 die() { printf 'vm-run: error: %s\n' "$*" >&2; exit 2; }
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 rounds=20
 idle=5
@@ -111,7 +112,11 @@ done
 sleep 5
 : >"$work/boot.tsv"; : >"$work/mem.tsv"
 for id in "${ids[@]}"; do
-    isola inspect -f '{{.VM.Boot.VmmMs}} {{.VM.Boot.KernelMs}} {{.VM.Boot.AgentMs}} {{.VM.Boot.CreateMs}} {{.VM.Boot.StartMs}} {{.VM.Boot.TotalMs}}' "$id" >>"$work/boot.tsv"
+    isola inspect -f '{{json .VM.Boot}}' "$id" | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+r = b.get("Restore") or {}
+print(b["VmmMs"], b["KernelMs"], b["AgentMs"], r.get("LoadMs", 0), b["CreateMs"], b["StartMs"], b["TotalMs"], 1 if r else 0)' >>"$work/boot.tsv"
     qpid=$(isola inspect -f '{{.State.Pid}}' "$id")
     mpid=$(pgrep -f -- "__monitor $id" | head -n 1 || true)
     q=$(awk '/^Rss:/ { r = $2 } /^Pss:/ { p = $2 } END { print r, p }' "/proc/$qpid/smaps_rollup")
@@ -142,9 +147,11 @@ report() {
     echo
     echo "### 2. Where a VM container's start goes (VM.Boot of \`isola inspect\`, median of $idle)"
     echo
-    echo "| QEMU start → guest kernel | guest kernel → /init (the agent) | agent start → Hello | Hello → container created | created → started | total |"
-    echo "|---|---|---|---|---|---|"
-    echo "| $(col 1 "$work/boot.tsv") ms | $(col 2 "$work/boot.tsv") ms | $(col 3 "$work/boot.tsv") ms | $(col 4 "$work/boot.tsv") ms | $(col 5 "$work/boot.tsv") ms | $(col 6 "$work/boot.tsv") ms |"
+    echo "$(awk '{ n += $8 } END { print n + 0 }' "$work/boot.tsv") of the $idle VMs were restored from a template (\`VM.Boot.Restore\`): for those, the VMM column ends when QEMU is told to load the template, there is no kernel boot, and the agent column is its answer to \`Restored\`."
+    echo
+    echo "| QEMU start → guest kernel | guest kernel → /init (the agent) | agent start → Hello | template load | Hello → container created | created → started | total |"
+    echo "|---|---|---|---|---|---|---|"
+    echo "| $(col 1 "$work/boot.tsv") ms | $(col 2 "$work/boot.tsv") ms | $(col 3 "$work/boot.tsv") ms | $(col 4 "$work/boot.tsv") ms | $(col 5 "$work/boot.tsv") ms | $(col 6 "$work/boot.tsv") ms | $(col 7 "$work/boot.tsv") ms |"
     echo
     echo "### 3. Host memory per idle VM-isolated container ($idle running at once, median)"
     echo
